@@ -1,0 +1,134 @@
+"""The learning-rate step of every jaxlr optimizer: float, traced scalar, schedule or controller."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxlr import _checks
+from jaxlr._plateau import Controller
+
+LearningRate = Any  # float | traced scalar | schedule (step -> lr) | Controller
+
+
+class LearningRateState(NamedTuple):
+    """State of :func:`scale_by_learning_rate`."""
+
+    count: jax.Array  # shape (), int32: number of updates made
+    lr: jax.Array  # shape (), float32: LR used by the last update (the step-0 LR before any)
+    controller: Any  # the controller's state, or () when the LR is not a Controller
+
+
+def check_learning_rate(learning_rate: LearningRate) -> LearningRate:
+    """Validate a learning rate given to a jaxlr optimizer (eagerly, when concrete)."""
+    if isinstance(learning_rate, Controller) or callable(learning_rate):
+        return learning_rate
+    return _checks.hparam("learning_rate", learning_rate, ge=0)
+
+
+def scale_by_learning_rate(
+    learning_rate: LearningRate, *, flip_sign: bool = True
+) -> optax.GradientTransformationExtraArgs:
+    r"""Multiply updates by :math:`-\eta_t` and remember :math:`\eta_t` for :func:`current_lr`.
+
+    :math:`\eta_t` is ``learning_rate`` itself (a float or traced scalar), ``learning_rate(t)``
+    for a schedule, or ``controller.learning_rate(state, t)`` for a :class:`Controller` (e.g.
+    :func:`jaxlr.reduce_on_plateau`), whose state is first advanced with the metric passed as
+    ``update(..., value=metric)``. ``t`` counts updates from 0. The LR is kept in float32 and cast
+    to each update's dtype only for the multiplication.
+
+    Args:
+        learning_rate: a float, a traced scalar, a schedule ``step -> lr`` or a Controller.
+        flip_sign: multiply by ``-lr`` (descent, the default) instead of ``lr``.
+
+    Returns:
+        An ``optax.GradientTransformationExtraArgs``; its update accepts ``value=`` (required
+        when ``learning_rate`` is a Controller, ignored otherwise).
+
+    Example:
+        >>> import jax.numpy as jnp, optax, jaxlr
+        >>> opt = optax.chain(optax.scale_by_adam(), jaxlr.scale_by_learning_rate(1e-3))
+        >>> state = opt.init(jnp.zeros(2))
+        >>> round(float(jaxlr.current_lr(state)), 6)
+        0.001
+
+    References:
+        ``optax.scale_by_learning_rate``:
+        https://optax.readthedocs.io/en/latest/api/transformations.html
+    """
+    learning_rate = check_learning_rate(learning_rate)
+    is_controller = isinstance(learning_rate, Controller)
+    sign = -1.0 if flip_sign else 1.0
+
+    def lr_at(count: jax.Array, controller_state: Any) -> jax.Array:
+        if is_controller:
+            return _checks.f32(learning_rate.learning_rate(controller_state, count))
+        if callable(learning_rate):
+            return _checks.f32(learning_rate(count))
+        return _checks.f32(learning_rate)
+
+    def init_fn(params: Any) -> LearningRateState:
+        del params
+        count = jnp.zeros([], jnp.int32)
+        ctrl = learning_rate.init() if is_controller else ()
+        return LearningRateState(count=count, lr=lr_at(count, ctrl), controller=ctrl)
+
+    def update_fn(updates, state, params=None, *, value=None, **extra_args):
+        del params, extra_args
+        ctrl = state.controller
+        if is_controller:
+            if value is None:
+                raise ValueError(
+                    "this optimizer's learning_rate is a controller (reduce_on_plateau) that needs "
+                    "the metric at every update: call opt.update(grads, state, params, value=loss)"
+                )
+            ctrl = learning_rate.update(ctrl, value, state.count)
+        lr = lr_at(state.count, ctrl)
+        updates = jax.tree.map(lambda g: (sign * lr).astype(g.dtype) * g, updates)
+        count = optax.safe_increment(state.count)
+        return updates, LearningRateState(count=count, lr=lr, controller=ctrl)
+
+    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def current_lr(opt_state: Any) -> jax.Array:
+    """The learning rate used by the last update (for logging); the step-0 LR before any update.
+
+    Works on the state of any jaxlr optimizer, also inside ``optax.chain``/``nnx.Optimizer``
+    and under vmap (then it has the leading member axis). When the state holds several jaxlr LR
+    states (e.g. ``optax.multi_transform``), the first one in tree order is returned.
+
+    Args:
+        opt_state: an optimizer state containing a :class:`LearningRateState`.
+
+    Returns:
+        A float32 array: a scalar, or ``[M]`` for a vmapped state.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxlr
+        >>> opt = jaxlr.sgd(jaxlr.exponential_decay(0.1, 10, 0.5))
+        >>> state = opt.init(jnp.zeros(2))
+        >>> for _ in range(11):
+        ...     _, state = opt.update(jnp.ones(2), state)
+        >>> round(float(jaxlr.current_lr(state)), 4)
+        0.05
+
+    References:
+        optax tree utilities: https://optax.readthedocs.io/en/latest/api/utilities.html
+    """
+    found = [
+        x
+        for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, LearningRateState))
+        if isinstance(x, LearningRateState)
+    ]
+    if not found:
+        raise ValueError(
+            "current_lr found no jaxlr learning-rate state in opt_state: it works with jaxlr "
+            "optimizers (jaxlr.sgd, jaxlr.adam, ...) or chains containing "
+            "jaxlr.scale_by_learning_rate; for optax's own optimizers use "
+            "optax.inject_hyperparams"
+        )
+    return found[0].lr
