@@ -1,8 +1,8 @@
 """Optimizers as optax transforms whose every hyperparameter (and LR) may be traced.
 
 Each alias is a chain of optax primitives plus :func:`jaxlr.scale_by_learning_rate`, wrapped so
-that the state keeps the parameters' dtype while hyperparameters are float32 (bf16 parameters do
-not round ``b2=0.999`` to 1). ``convention="torch"`` switches to PyTorch's numerics.
+that the arithmetic runs in at least float32 while the state keeps the parameters' dtype (bf16
+parameters do not round ``b2=0.999`` to 1). ``convention="torch"`` switches to PyTorch's numerics.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from jaxlr import _checks
@@ -27,12 +26,19 @@ def _convention(convention: str) -> bool:
     return convention == "torch"
 
 
-def _h(name: str, value: Any, **bounds: float) -> jax.Array:
-    """A float hyperparameter, checked when concrete, as a float32 value."""
+def _h(name: str, value: Any, **bounds: float) -> Any:
+    """A float hyperparameter, checked when concrete: a Python float (weakly typed, exactly as
+    optax gets it) or, when traced, a float32 scalar."""
     value = _checks.hparam(name, value, **bounds)
-    # concrete: a float64 numpy scalar, so that e.g. ``1 - b2`` is formed in float64 as optax
-    # does with Python floats, yet is not weakly typed: it promotes bf16 maths to float32.
-    return _checks.f32(value) if _checks.is_traced(value) else np.float64(value)
+    return _checks.f32(value) if _checks.is_traced(value) else float(value)
+
+
+def _at_least_f32(x: Any) -> Any:
+    """bf16/f16 leaves as float32 (others unchanged): the optimizer's arithmetic dtype."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize < 4:
+        return x.astype(jnp.float32)
+    return x
 
 
 def _is_zero(value: Any) -> bool:
@@ -47,11 +53,13 @@ def _momentum(momentum: Any, nesterov: bool) -> optax.GradientTransformation:
 
 
 def _alias(*transforms: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
-    """Chain ``transforms``; cast updates and state back to their incoming dtypes."""
+    """Chain ``transforms``, run them in at least float32 and cast updates and state back to
+    their incoming dtypes (a no-op for float32/float64 trees)."""
     inner = optax.chain(*transforms)
 
     def update_fn(updates, state, params=None, **extra_args):
-        new_updates, new_state = inner.update(updates, state, params, **extra_args)
+        up = lambda tree: jax.tree.map(_at_least_f32, tree)
+        new_updates, new_state = inner.update(up(updates), up(state), up(params), **extra_args)
         cast = lambda new, old: jnp.asarray(new).astype(jnp.asarray(old).dtype)
         return jax.tree.map(cast, new_updates, updates), jax.tree.map(cast, new_state, state)
 

@@ -55,7 +55,7 @@ def _safe(d: jax.Array) -> jax.Array:
 def _progress(step: jax.Array, begin: Any, length: Any) -> jax.Array:
     """How far ``step`` is through ``[begin, begin + length]``, in [0, 1] (a jump if length=0)."""
     return jnp.where(length > 0, jnp.clip((step - begin) / _safe(length), 0.0, 1.0),
-                     step >= begin)
+                     (step >= begin).astype(jnp.float32))
 
 
 def _anneal(start: Any, end: Any, pct: jax.Array, shape: str = "linear", power: Any = 1.0):
@@ -580,7 +580,8 @@ def cosine_restarts(init_value: Any, first_decay_steps: Any, t_mul: Any = 2.0, m
         done = (t_mul < 1) & (f * (1.0 - t_mul) >= 1)
         f = jnp.where(done, 0.0, f)
         i = jnp.floor(jnp.where(flat, f, jnp.log(1.0 - f * (1.0 - t_safe)) / jnp.log(t_safe)))
-        i = i + (f >= periods(i + 1)) - (f < periods(i))  # float32 rounding at restarts
+        # float32 rounding at restarts
+        i = i + (f >= periods(i + 1)).astype(jnp.float32) - (f < periods(i)).astype(jnp.float32)
         p = jnp.clip((f - periods(i)) / t_mul ** i, 0.0, 1.0)
         top = bottom + (init - bottom) * m_mul ** i
         return jnp.where(done, bottom, _anneal(top, bottom, p, "cos"))

@@ -1,0 +1,35 @@
+"""Shared pytest set-up for jaxlr's tests."""
+
+from __future__ import annotations
+
+import jax
+import pytest
+
+
+def pytest_report_header(config):
+    """Show the versions and the JAX backend the tests run against."""
+    import flax
+    import optax
+
+    devices = ", ".join(str(d) for d in jax.devices())
+    return [
+        f"jax {jax.__version__}, optax {optax.__version__}, flax {flax.__version__}",
+        f"jax backend: {jax.default_backend()} ({devices})",
+    ]
+
+
+@pytest.fixture
+def strict_promotion():
+    """Run the test with ``jax_numpy_dtype_promotion="strict"``, then restore the old setting.
+
+    Use it where it helps: schedules are pure float32 maths, so strict promotion catches an
+    accidental float64/int mix-up or a weakly-typed constant that changes a result's dtype.
+    optax's own moments are not strict-clean (``float32 ** int32`` in its bias correction), so
+    the optimizer tests do not use it.
+    """
+    previous = jax.config.jax_numpy_dtype_promotion
+    jax.config.update("jax_numpy_dtype_promotion", "strict")
+    try:
+        yield
+    finally:
+        jax.config.update("jax_numpy_dtype_promotion", previous)
