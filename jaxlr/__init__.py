@@ -31,6 +31,13 @@ from jaxlr._plateau import Controller, PlateauState, reduce_on_plateau
 
 # --- end optimizers ---
 
+# --- sweep ---
+from jaxlr._grid import Grid, grid
+from jaxlr._result import Best, SweepResult
+from jaxlr._sweep import sweep
+
+# --- end sweep ---
+
 try:
     __version__ = _version("jaxlr")
 except _PNF:  # pragma: no cover - running from a source tree without install

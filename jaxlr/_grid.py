@@ -1,0 +1,140 @@
+"""Grids of hyperparameters: the members of a sweep."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+_EMPTY = "the grid is empty: give at least one axis, e.g. jaxlr.grid(lr=[1e-3])"
+
+
+def _axis(name: str, values: Any) -> np.ndarray:
+    """One axis as a 1-D numpy array (seeds: ``k`` means ``0..k-1``)."""
+    if name == "seed" and np.ndim(values) == 0:
+        k = int(values)
+        if k != values or k < 1:
+            raise ValueError(
+                f"seed must be a positive count or a list of seeds, got seed={values!r}")
+        return np.arange(k, dtype=np.int32)
+    arr = np.asarray(values)
+    if arr.ndim == 0:
+        arr = arr[None]
+    if arr.ndim != 1:
+        raise ValueError(
+            f"grid axis {name!r} must be a 1-D list of values, got an array of shape {arr.shape}"
+        )
+    if arr.size == 0:
+        raise ValueError(f"grid axis {name!r} is empty: give at least one value")
+    if name == "seed":
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise ValueError(f"seeds must be integers, got seed={values!r}")
+        return arr.astype(np.int32)
+    if arr.dtype == np.bool_:
+        return arr
+    if not np.issubdtype(arr.dtype, np.number):
+        raise ValueError(f"grid axis {name!r} must hold numbers, got {values!r}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"grid axis {name!r} holds a non-finite value: {values!r}")
+    return arr.astype(np.int32 if np.issubdtype(arr.dtype, np.integer) else np.float32)
+
+
+class Grid:
+    """The members of a sweep: a table of M rows, one column per hyperparameter.
+
+    Build it with :func:`grid` (cartesian product) and combine with :meth:`zip` (paired axes)
+    or ``*`` (product of two grids). ``len(g)`` is M; iterating yields one dict per member.
+    """
+
+    def __init__(self, columns: Mapping[str, np.ndarray]):
+        lengths = {len(v) for v in columns.values()}
+        if not columns or lengths == {0}:
+            raise ValueError(_EMPTY)
+        if len(lengths) != 1:
+            raise ValueError(f"grid columns have different lengths: "
+                             f"{ {k: len(v) for k, v in columns.items()} }")
+        self.columns = dict(columns)
+
+    @staticmethod
+    def zip(**axes: Any) -> Grid:
+        """Paired axes (equal lengths): ``Grid.zip(lr=[1e-3, 1e-2], warmup_steps=[10, 100])``
+        is 2 members, not 4."""
+        cols = {k: _axis(k, v) for k, v in axes.items()}
+        lengths = {k: len(v) for k, v in cols.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"Grid.zip needs axes of equal length, got {lengths}")
+        return Grid(cols)
+
+    def __mul__(self, other: Grid) -> Grid:
+        """Cartesian product of two grids (e.g. zipped pairs x seeds)."""
+        clash = set(self.columns) & set(other.columns)
+        if clash:
+            raise ValueError(f"both grids have the axes {sorted(clash)}")
+        m, n = len(self), len(other)
+        cols = {k: np.repeat(v, n) for k, v in self.columns.items()}
+        cols.update({k: np.tile(v, m) for k, v in other.columns.items()})
+        return Grid(cols)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for i in range(len(self)):
+            yield self[i]
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        # float32 values print as the user typed them (0.1, not 0.10000000149011612)
+        return {k: float(str(v[i])) if v.dtype == np.float32 else v[i].item()
+                for k, v in self.columns.items()}
+
+    def select(self, indices: Any) -> Grid:
+        """The sub-grid of the given member indices (e.g. to re-run one member alone)."""
+        idx = np.atleast_1d(np.asarray(indices))
+        return Grid({k: v[idx] for k, v in self.columns.items()})
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.columns)
+
+    def __repr__(self) -> str:
+        def show(v: np.ndarray) -> str:
+            u = np.unique(v)
+            body = ", ".join(f"{x:.3g}" if isinstance(x, float) else str(x) for x in u[:4].tolist())
+            return f"{len(u)} values [{body}{', ...' if len(u) > 4 else ''}]"
+
+        axes = "; ".join(f"{k}: {show(v)}" for k, v in self.columns.items())
+        return f"Grid(M={len(self)}; {axes})"
+
+
+def grid(**axes: Any) -> Grid:
+    """The cartesian product of hyperparameter axes: the members of a sweep.
+
+    Each axis is a list, tuple, numpy or jax array of values (a scalar is one value);
+    ``seed=k`` means seeds ``0..k-1`` and ``seed=[3, 7]`` those seeds. Members without a seed
+    axis use seed 0. Values are float32 (integers stay int32); in the sweep each member's values
+    arrive, traced, as ``hp[name]``.
+
+    Args:
+        **axes: name -> values.
+
+    Returns:
+        A :class:`Grid` with ``M = prod(len(axis))`` members, the last axis varying fastest.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxlr
+        >>> g = jaxlr.grid(lr=jnp.logspace(-4, 0, 16), seed=3, warmup_steps=[0, 100])
+        >>> len(g)
+        96
+        >>> g[0]
+        {'lr': 0.0001, 'seed': 0, 'warmup_steps': 0}
+
+    References:
+        Bergstra & Bengio 2012, random vs grid search: https://jmlr.org/papers/v13/bergstra12a.html
+    """
+    if not axes:
+        raise ValueError(_EMPTY)
+    cols = {k: _axis(k, v) for k, v in axes.items()}
+    rows = list(itertools.product(*(range(len(v)) for v in cols.values())))
+    return Grid({k: v[[r[j] for r in rows]] for j, (k, v) in enumerate(cols.items())})

@@ -1,0 +1,158 @@
+"""The result of a sweep: curves, divergence, the best member, trained models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from jaxlr._grid import Grid
+
+
+class Best(NamedTuple):
+    """The best hyperparameter setting of a sweep."""
+
+    index: int  # member index (with over="seed": the best seed of the best setting)
+    hparams: dict  # that member's hyperparameters (without "seed" when over="seed")
+    value: float  # the metric (mean over seeds when over="seed")
+    std: float  # its standard deviation over seeds (0.0 without over="seed")
+    params: Any  # the trained params / model of member ``index``
+
+
+class SweepResult:
+    """Everything a sweep measured, per member (axis 0 is the member axis, M rows).
+
+    Attributes:
+        grid: the :class:`Grid` that was swept.
+        hparams: dict name -> [M] array (the grid's columns, incl. ``seed`` when swept).
+        loss: [M, steps] training loss of each step's batch (NaN after divergence).
+        lr: [M, steps] the LR each update used (from :func:`jaxlr.current_lr`; NaN when the
+            optimizer keeps no jaxlr LR state).
+        eval: [M, E] loss on ``eval_data`` at ``eval_steps`` (None without eval data);
+        eval_aux: dict name -> [M, E] of the aux metrics returned by ``loss_fn``.
+        diverged: [M] bool; diverged_at: [M] step of divergence, -1 if never.
+    """
+
+    def __init__(self, *, grid: Grid, loss, lr, eval, eval_aux, eval_steps, diverged,
+                 diverged_at, state: Any, assemble: Callable[[Any, Any], Any]):
+        self.grid = grid
+        self.hparams = dict(grid.columns)
+        self.loss, self.lr = loss, lr
+        self.eval, self.eval_aux, self.eval_steps = eval, eval_aux, eval_steps
+        self.diverged, self.diverged_at = diverged, diverged_at
+        self._state, self._assemble = state, assemble
+
+    def __len__(self) -> int:
+        return len(self.grid)
+
+    def __repr__(self) -> str:
+        has_eval = "yes" if self.eval is not None else "no"
+        return (f"SweepResult(M={len(self)}, steps={self.loss.shape[1]}, "
+                f"diverged={int(self.diverged.sum())}, eval={has_eval})")
+
+    def final_loss(self) -> np.ndarray:
+        """[M] mean training loss over the last 10% of steps (inf for diverged members)."""
+        tail = max(1, self.loss.shape[1] // 10)
+        last = self.loss[:, -tail:]
+        finite = np.isfinite(last)
+        value = np.where(finite, last, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
+        value = np.where(finite.any(axis=1), value, np.inf)
+        return np.where(self.diverged | ~np.isfinite(value), np.inf, value)
+
+    def metric(self, by: str = "loss") -> np.ndarray:
+        """[M] final value of ``by``: "loss" (see :meth:`final_loss`), "eval" (last eval loss)
+        or the name of an aux metric recorded at eval (e.g. "accuracy")."""
+        if by == "loss":
+            return self.final_loss()
+        if self.eval is None:
+            raise ValueError(f"by={by!r} needs evaluations: pass eval_data= to jaxlr.sweep, or "
+                             "use by='loss'")
+        if by == "eval":
+            return self.eval[:, -1]
+        if by not in self.eval_aux:
+            raise ValueError(f"by must be 'loss', 'eval' or one of the aux metrics "
+                             f"{sorted(self.eval_aux)}, got by={by!r}")
+        return self.eval_aux[by][:, -1]
+
+    def best(self, by: str | None = None, over: str | None = None, mode: str = "min") -> Best:
+        """The best member, ignoring diverged members.
+
+        Args:
+            by: "eval" (default when eval data was given), "loss", or an aux metric name.
+            over: None, or "seed" to rank each setting by its mean over seeds (std reported).
+            mode: "min" or "max" (e.g. ``by="accuracy", mode="max"``).
+
+        Returns:
+            A :class:`Best` (index, hparams, value, std, params).
+        """
+        by = by or ("eval" if self.eval is not None else "loss")
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got mode={mode!r}")
+        if over not in (None, "seed"):
+            raise ValueError(f"over must be None or 'seed', got over={over!r}")
+        sign = 1.0 if mode == "min" else -1.0
+        score = sign * self.metric(by).astype(np.float64)
+        score = np.where(self.diverged | ~np.isfinite(score), np.inf, score)
+        if np.all(np.isinf(score)):
+            raise ValueError("every member diverged (or has no finite metric): there is no best; "
+                             "lower the learning rates")
+        if over is None:
+            i = int(np.argmin(score))
+            return Best(i, self.grid[i], float(sign * score[i]), 0.0, self.params(i))
+        groups = self._groups()
+        means = [np.mean(score[idx]) for idx in groups.values()]
+        g = int(np.argmin(means))
+        idx = list(groups.values())[g]
+        i = int(idx[np.argmin(score[idx])])
+        hp = {k: v for k, v in self.grid[i].items() if k != "seed"}
+        return Best(i, hp, float(sign * means[g]), float(np.std(score[idx])), self.params(i))
+
+    def _groups(self) -> dict[tuple, np.ndarray]:
+        """Member indices of each hyperparameter setting (all columns but seed), in grid order."""
+        names = [k for k in self.hparams if k != "seed"]
+        keys = [tuple(self.hparams[k][i].item() for k in names) for i in range(len(self))]
+        groups: dict[tuple, list[int]] = {}
+        for i, key in enumerate(keys):
+            groups.setdefault(key, []).append(i)
+        return {k: np.asarray(v) for k, v in groups.items()}
+
+    def params(self, i: int) -> Any:
+        """The trained params (or NNX module / linen variables) of member ``i``, usable as an
+        ordinary model (a diverged member's last good state)."""
+        if not 0 <= i < len(self):
+            raise ValueError(f"member index must be in [0, {len(self)}), got {i}")
+        params, rest = jax.tree.map(lambda x: x[i], self._state)
+        return self._assemble(params, rest)
+
+    def table(self) -> str:
+        """A printable summary: one row per setting, mean ± std over seeds."""
+        names = [k for k in self.hparams if k != "seed"]
+        cols = ["final loss"] + (["eval loss"] if self.eval is not None else [])
+        cols += sorted(self.eval_aux)
+        header = names + cols + ["diverged"]
+        rows = []
+        for key, idx in self._groups().items():
+            cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in key]
+            for c in cols:
+                vals = (self.final_loss() if c == "final loss" else
+                        self.metric("eval") if c == "eval loss" else self.metric(c))[idx]
+                ok = vals[np.isfinite(vals)]
+                spread = f" ± {ok.std():.2g}" if len(idx) > 1 and ok.size else ""
+                cells.append(f"{ok.mean():.4g}{spread}" if ok.size else "—")
+            cells.append(f"{int(self.diverged[idx].sum())}/{len(idx)}")
+            rows.append(cells)
+        widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+        fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))
+        return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain numpy arrays of everything measured (no trained params)."""
+        out = {"hparams": dict(self.hparams), "loss": self.loss, "lr": self.lr,
+               "diverged": self.diverged, "diverged_at": self.diverged_at,
+               "eval_steps": self.eval_steps}
+        if self.eval is not None:
+            out["eval"] = self.eval
+            out.update({f"eval_{k}": v for k, v in self.eval_aux.items()})
+        return out

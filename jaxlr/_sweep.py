@@ -1,0 +1,385 @@
+"""The vectorized sweep: M members trained as ONE jit(vmap(scan)) program, sharded over devices."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxlr import _checks
+from jaxlr._grid import Grid, grid
+from jaxlr._learning_rate import LearningRateState
+from jaxlr._models import Model, adapt
+from jaxlr._result import SweepResult
+
+
+class MemberStatus(NamedTuple):
+    """Per-member bookkeeping carried through the scan (leading axis M)."""
+
+    alive: jax.Array  # shape (), bool: not diverged
+    diverged_at: jax.Array  # shape (), int32: step of divergence, -1 if never
+    loss0: jax.Array  # shape (), float32: the first loss (reference for the blow-up test)
+
+
+class Carry(NamedTuple):
+    params: Any
+    rest: Any
+    opt_state: Any
+    status: MemberStatus
+
+
+def _is_array_data(data: Any) -> bool:
+    """A tuple/dict of arrays (a list is read as a sequence of batches)."""
+    return isinstance(data, (tuple, Mapping)) and all(
+        hasattr(x, "shape") for x in jax.tree.leaves(data)) and bool(jax.tree.leaves(data))
+
+
+def _num_examples(name: str, data: Any) -> int:
+    leaves = jax.tree.leaves(data)
+    lengths = {int(np.shape(x)[0]) if np.ndim(x) else 0 for x in leaves}
+    if 0 in lengths:
+        raise ValueError(f"{name} arrays must have the examples on axis 0, got a scalar leaf")
+    if len(lengths) != 1:
+        shapes = [tuple(np.shape(x)) for x in leaves]
+        raise ValueError(f"{name} arrays have different lengths on axis 0: shapes {shapes}; every "
+                         "array needs one row per example")
+    return lengths.pop()
+
+
+def _current_lr_or_nan(opt_state: Any) -> jax.Array:
+    found = [x for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(
+        x, LearningRateState)) if isinstance(x, LearningRateState)]
+    return found[0].lr if found else jnp.float32(jnp.nan)
+
+
+def _tree_finite(tree: Any) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _batch_indices(seeds: jax.Array, t0: jax.Array, k: int, n: int, bs: int) -> jax.Array:
+    """Indices [S, K, bs] of the K batches from step t0 for each seed: an epoch is a permutation
+    of the n examples drawn from (seed, epoch); its first n // bs full batches are used."""
+    per_epoch = n // bs
+    steps = t0 + jnp.arange(k)
+    epochs = steps // per_epoch
+    span = -(-k // per_epoch) + 1  # epochs a chunk can touch
+    first = epochs[0]
+
+    def perms(seed):
+        key = jax.random.fold_in(jax.random.key(seed), 1)
+        return jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), n))(
+            first + jnp.arange(span))
+
+    table = jax.vmap(perms)(seeds)  # [S, span, n]
+    cols = (steps % per_epoch)[:, None] * bs + jnp.arange(bs)  # [K, bs]
+    return table[:, (epochs - first)[:, None], cols]
+
+
+def _gather(data: Any, idx: jax.Array) -> Any:
+    return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
+
+
+def sweep(
+    init: Any,
+    loss_fn: Callable,
+    data: Any,
+    optimizer: Callable[[dict], optax.GradientTransformation],
+    grid: Grid | Mapping[str, Any],
+    *,
+    steps: int,
+    batch_size: int,
+    eval_data: Any = None,
+    eval_every: int | None = None,
+    devices: Any = None,
+    checkpoint: Any = None,
+    progress: bool = True,
+    chunk_size: int | None = None,
+    divergence_factor: float = 100.0,
+) -> SweepResult:
+    r"""Train every member of ``grid`` in parallel: one compiled ``jit(vmap(scan))`` program.
+
+    A member is one set of hyperparameters and one seed. Member ``m`` starts from
+    ``init(jax.random.key(seed_m))`` (or from the given ``nnx.Module``, with its RNG streams
+    folded with the seed), sees the batches of its seed (each epoch a permutation of the
+    examples drawn on device from ``(seed, epoch)``; members with the same seed see the same
+    batches), and is optimized by ``optimizer(hp_m)`` where ``hp_m`` holds its (traced)
+    hyperparameters. Each update also passes ``value=loss`` (the batch loss), so a
+    :func:`jaxlr.reduce_on_plateau` controller works as the LR. A member's results do not depend
+    on the other members, on M, or on the number of devices (to float tolerance).
+
+    Divergence quarantine: a member whose loss or parameters become non-finite, or whose loss
+    exceeds its first loss by more than ``divergence_factor`` :math:`\times |loss_0|`, is frozen
+    at its last good state from that step on (its later losses are NaN) and its step is recorded
+    in ``diverged_at``; nothing is raised, and the other members are untouched.
+
+    Training runs in chunks of ``chunk_size`` scanned steps (one compiled chunk reused; the
+    last chunk is padded with masked steps, so it does not recompile). Between chunks the
+    progress bar advances and, every ``eval_every`` steps, members are evaluated on
+    ``eval_data`` (NNX modules in ``.eval()`` mode).
+
+    Args:
+        init: ``key -> params`` (pytree, or linen variables from ``module.init``), ``key ->
+            nnx.Module``, or an ``nnx.Module`` instance every seed starts from.
+        loss_fn: ``(model_or_params, batch) -> loss`` or ``(loss, aux_dict)``; it receives what
+            ``init`` returns (the NNX module, merged).
+        data: a tuple/dict of arrays with the examples on axis 0 (kept on device, no copy per
+            member), or an iterable of such batches (shared by all members, consumed in chunks).
+        optimizer: ``hp -> optax transform`` for one member; ``hp`` maps each grid axis (and
+            ``"seed"``) to a traced scalar.
+        grid: a :class:`Grid` (or a dict, passed to :func:`jaxlr.grid`).
+        steps: training steps per member (> 0).
+        batch_size: examples per batch (<= number of examples).
+        eval_data: optional data evaluated in full every ``eval_every`` steps and at the end.
+        eval_every: evaluation period in steps (default: only at the end).
+        devices: devices to shard the member axis over (default: all local devices).
+        checkpoint: not supported yet (run records and resume come with the CLI).
+        progress: show a tqdm progress bar.
+        chunk_size: steps per compiled chunk (default ``min(steps, eval_every or 200)``).
+        divergence_factor: the blow-up threshold above (> 0).
+
+    Returns:
+        A :class:`SweepResult` with ``loss``/``lr`` ``[M, steps]``, ``eval``, ``diverged``,
+        ``diverged_at``, ``best()``, ``params(i)``, ``table()``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxlr
+        >>> x = jax.random.normal(jax.random.key(0), (64, 3)); y = x @ jnp.array([1., -2., .5])
+        >>> res = jaxlr.sweep(lambda key: jnp.zeros(3),
+        ...                   lambda w, b: jnp.mean((b[0] @ w - b[1]) ** 2), (x, y),
+        ...                   lambda hp: jaxlr.sgd(hp["lr"]), jaxlr.grid(lr=[0.01, 0.1, 3.0]),
+        ...                   steps=50, batch_size=16, progress=False)
+        >>> res.diverged.tolist(), res.best(by="loss").hparams["lr"]
+        ([False, False, True], 0.1)
+
+    References:
+        JAX sharding: https://docs.jax.dev/en/latest/sharded-computation.html
+    """
+    steps = int(_checks.hparam("steps", steps, gt=0, integer=True))
+    batch_size = int(_checks.hparam("batch_size", batch_size, gt=0, integer=True))
+    _checks.hparam("divergence_factor", divergence_factor, gt=0)
+    if checkpoint is not None:
+        raise ValueError("checkpoint= is not supported yet: run records and resume come with the "
+                         "jaxlr command (issue 4); pass checkpoint=None")
+    g = grid if isinstance(grid, Grid) else _grid_from(grid)
+    if not callable(optimizer):
+        raise ValueError(f"optimizer must be a function hp -> optax transform, got {optimizer!r}")
+    if eval_every is not None:
+        eval_every = int(_checks.hparam("eval_every", eval_every, gt=0, integer=True))
+    k = int(chunk_size) if chunk_size is not None else min(steps, eval_every or 200)
+    _checks.hparam("chunk_size", k, gt=0, integer=True)
+    if eval_every is not None and eval_every % k:
+        raise ValueError(f"eval_every must be a multiple of chunk_size, got eval_every="
+                         f"{eval_every}, chunk_size={k}")
+
+    in_memory = _is_array_data(data)
+    if in_memory:
+        n = _num_examples("data", data)
+        if batch_size > n:
+            raise ValueError(f"batch_size must be <= the number of examples, got batch_size="
+                             f"{batch_size} with {n} examples; lower batch_size")
+        data = jax.tree.map(jnp.asarray, data)
+        batches = None
+    elif isinstance(data, Iterable):
+        batches, n = iter(data), None
+    else:
+        raise ValueError("data must be a tuple/dict of arrays (examples on axis 0) or an iterable "
+                         f"of such batches, got {type(data).__name__}")
+    if eval_data is not None:
+        _num_examples("eval_data", eval_data)
+        eval_data = jax.tree.map(jnp.asarray, eval_data)
+
+    model = adapt(init, loss_fn)
+    devices = list(jax.local_devices() if devices is None else devices)
+    m_real = len(g)
+    m_pad = -(-m_real // len(devices)) * len(devices)
+    cols = {kk: np.concatenate([v, np.repeat(v[-1:], m_pad - m_real)])
+            for kk, v in g.columns.items()}
+    if "seed" not in cols:
+        cols["seed"] = np.zeros(m_pad, np.int32)
+    seeds_unique, seed_pos = np.unique(cols["seed"], return_inverse=True)
+
+    mesh = Mesh(np.array(devices), ("member",))
+    by_member, replicated = NamedSharding(mesh, P("member")), NamedSharding(mesh, P())
+    hp = jax.device_put({kk: jnp.asarray(v) for kk, v in cols.items()}, by_member)
+    seed_pos = jax.device_put(jnp.asarray(seed_pos, jnp.int32), by_member)
+    seeds_dev = jax.device_put(jnp.asarray(seeds_unique, jnp.int32), replicated)
+    if in_memory:
+        data = jax.device_put(data, replicated)
+    if eval_data is not None:
+        eval_data = jax.device_put(eval_data, replicated)
+
+    sample_batch = (_gather(data, jnp.arange(batch_size)) if in_memory
+                    else _peek(batches, "data"))
+    if not in_memory:
+        batches = _chain_first(sample_batch, batches)
+    program = _Program(model, optimizer, steps, divergence_factor)
+    program.check(jax.tree.map(lambda v: v[0], hp), sample_batch)
+
+    init_all = jax.jit(jax.vmap(program.init), out_shardings=by_member)
+    carry = init_all(hp)
+    chunk_fn = jax.jit(jax.vmap(program.chunk,
+                                in_axes=(0, 0, 0 if in_memory else None, None, None)),
+                       out_shardings=by_member, donate_argnums=0)
+    eval_fn = jax.jit(jax.vmap(program.evaluate, in_axes=(0, None)))
+
+    n_chunks = -(-steps // k)
+    losses, lrs, evals, eval_steps = [], [], [], []
+    bar = _progress_bar(progress, steps, m_real)
+    for c in range(n_chunks):
+        t0 = c * k
+        if in_memory:
+            idx = _batch_indices(seeds_dev, jnp.int32(t0), k, n, batch_size)[seed_pos]
+            xs = jax.device_put(idx, by_member)
+        else:
+            xs = jax.device_put(_stack_batches(batches, k, steps - t0), replicated)
+        carry, (loss_c, lr_c) = chunk_fn(carry, hp, xs, jnp.int32(t0), data if in_memory else None)
+        loss_np = np.asarray(loss_c)[:m_real]
+        losses.append(loss_np)
+        lrs.append(np.asarray(lr_c)[:m_real])
+        t_end = min(t0 + k, steps)
+        if eval_data is not None and (t_end == steps or (eval_every and t_end % eval_every == 0)):
+            ev_loss, ev_aux = eval_fn(carry, eval_data)
+            evals.append((np.asarray(ev_loss)[:m_real],
+                          {a: np.asarray(v)[:m_real] for a, v in ev_aux.items()}))
+            eval_steps.append(t_end)
+        if bar is not None:
+            last = loss_np[:, min(k, steps - t0) - 1]
+            bar.update(t_end - t0)
+            if np.isfinite(last).any():
+                bar.set_postfix(best_loss=f"{np.nanmin(last):.4g}")
+    if bar is not None:
+        bar.close()
+
+    status = jax.tree.map(lambda x: np.asarray(x)[:m_real], carry.status)
+    return SweepResult(
+        grid=g,
+        loss=np.concatenate(losses, axis=1)[:, :steps],
+        lr=np.concatenate(lrs, axis=1)[:, :steps],
+        eval=np.stack([e[0] for e in evals], axis=1) if evals else None,
+        eval_aux={a: np.stack([e[1][a] for e in evals], axis=1) for a in evals[0][1]}
+        if evals else {},
+        eval_steps=np.asarray(eval_steps, np.int32),
+        diverged=~status.alive,
+        diverged_at=status.diverged_at,
+        state=(carry.params, carry.rest),
+        assemble=model.assemble,
+    )
+
+
+def _grid_from(axes: Mapping[str, Any]) -> Grid:
+    return grid(**axes)
+
+
+class _Program:
+    """The per-member functions that are vmapped and compiled."""
+
+    def __init__(self, model: Model, optimizer: Callable, steps: int, divergence_factor: float):
+        self.model, self.optimizer = model, optimizer
+        self.steps, self.factor = steps, divergence_factor
+
+    def transform(self, hp: dict) -> optax.GradientTransformationExtraArgs:
+        tx = self.optimizer(hp)
+        if not isinstance(tx, optax.GradientTransformation):
+            raise ValueError("optimizer(hp) must return an optax transform (e.g. jaxlr.adam("
+                             f"hp['lr'])), got {type(tx).__name__}")
+        return optax.with_extra_args_support(tx)
+
+    def check(self, hp: dict, batch: Any) -> None:
+        """Trace one member's init and step abstractly: bad outputs fail here, with names."""
+        def probe(hp, batch):
+            params, rest = self.model.init(jax.random.key(hp["seed"]), hp["seed"])
+            out = self.model.loss(params, rest, batch)
+            return out[0]
+
+        loss = jax.eval_shape(probe, hp, batch)
+        if loss.shape != ():
+            raise ValueError(f"loss_fn must return a scalar loss (or (loss, aux_dict)), got an "
+                             f"array of shape {loss.shape}; reduce it, e.g. with jnp.mean")
+
+    def init(self, hp: dict) -> Carry:
+        params, rest = self.model.init(jax.random.key(hp["seed"]), hp["seed"])
+        status = MemberStatus(alive=jnp.bool_(True), diverged_at=jnp.int32(-1),
+                              loss0=jnp.float32(jnp.nan))
+        return Carry(params, rest, self.transform(hp).init(params), status)
+
+    def chunk(self, carry: Carry, hp: dict, xs: Any, t0: jax.Array, data: Any):
+        """K steps of one member; ``xs`` are its batch indices into ``data`` [K, bs], or the
+        batches themselves when ``data`` is None (an iterable's stacked chunk)."""
+        tx = self.transform(hp)
+
+        def step(carry: Carry, inp):
+            t, x = inp
+            batch = x if data is None else _gather(data, x)
+            # rest (BatchNorm stats, RNG counters) is differentiated too, and its cotangent
+            # dropped: NNX may only mutate variables created at the trace level of the grad.
+            (loss, (_, rest)), (grads, _) = jax.value_and_grad(
+                self._loss, has_aux=True, allow_int=True)((carry.params, carry.rest), batch)
+            updates, opt_state = tx.update(grads, carry.opt_state, carry.params, value=loss)
+            params = optax.apply_updates(carry.params, updates)
+            st = carry.status
+            loss0 = jnp.where(t == 0, loss, st.loss0)
+            blown = loss - loss0 > self.factor * jnp.abs(loss0)
+            bad = ~jnp.isfinite(loss) | ~_tree_finite(params) | blown
+            active = (t < self.steps) & st.alive
+            keep = active & ~bad
+            new = Carry(params, rest, opt_state, st)
+            out = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, carry)
+            status = MemberStatus(alive=st.alive & ~(active & bad),
+                                  diverged_at=jnp.where(active & bad, t, st.diverged_at),
+                                  loss0=loss0)
+            record = (jnp.where(active, loss, jnp.nan).astype(jnp.float32),
+                      jnp.where(active, _current_lr_or_nan(opt_state), jnp.nan))
+            return out._replace(status=status), record
+
+        ts = t0 + jnp.arange(jax.tree.leaves(xs)[0].shape[0])
+        return jax.lax.scan(step, carry, (ts, xs))
+
+    def _loss(self, params_rest, batch):
+        loss, aux, new_rest = self.model.loss(*params_rest, batch, True)
+        return loss.astype(jnp.float32), (aux, new_rest)
+
+    def evaluate(self, carry: Carry, eval_data: Any):
+        loss, aux, _ = self.model.loss(carry.params, carry.rest, eval_data, False)
+        return loss, aux
+
+
+def _peek(batches: Any, name: str) -> Any:
+    try:
+        return next(batches)
+    except StopIteration:
+        raise ValueError(f"{name} is an empty iterable: give at least one batch") from None
+
+
+def _chain_first(first: Any, rest: Any):
+    yield first
+    yield from rest
+
+
+def _stack_batches(batches: Any, k: int, remaining: int) -> Any:
+    """Pull min(k, remaining) batches and stack them [k, ...] (the tail padded, masked later)."""
+    taken = []
+    for _ in range(min(k, remaining)):
+        try:
+            taken.append(next(batches))
+        except StopIteration:
+            raise ValueError("data ran out of batches before the last step: give an iterable of "
+                             "at least `steps` batches (e.g. itertools.cycle)") from None
+    taken += [taken[-1]] * (k - len(taken))
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *taken)
+
+
+def _progress_bar(progress: bool, steps: int, m: int):
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=steps, desc=f"jaxlr sweep ({m} members)", unit="step", leave=False)
+

@@ -1,0 +1,317 @@
+"""The vectorized sweep: member == solo run, one compile, quarantine, devices, chunks, models."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import linen, nnx
+
+import jaxlr
+
+# tiny regression data: 96 examples, 4 features
+X = jax.random.normal(jax.random.key(0), (96, 4))
+W_TRUE = jnp.array([1.0, -2.0, 0.5, 0.0])
+Y = X @ W_TRUE + 0.1 * jax.random.normal(jax.random.key(1), (96,))
+DATA = (X, Y)
+
+
+def init_linear(key):
+    return {"w": 0.1 * jax.random.normal(key, (4,)), "b": jnp.zeros(())}
+
+
+def mse(params, batch):
+    x, y = batch
+    return jnp.mean((x @ params["w"] + params["b"] - y) ** 2)
+
+
+def sgd_opt(hp):
+    return jaxlr.sgd(hp["lr"], momentum=0.5)
+
+
+def run(grid, steps=30, batch_size=16, **kw):
+    kw.setdefault("progress", False)
+    return jaxlr.sweep(init_linear, mse, DATA, kw.pop("optimizer", sgd_opt), grid, steps=steps,
+                       batch_size=batch_size, **kw)
+
+
+# --- 1. member == solo run == hand-written optax loop ---------------------------------------
+def test_member_equals_solo_sweep():
+    g = jaxlr.grid(lr=[0.01, 0.03, 0.1, 0.2], seed=3)
+    full = run(g, chunk_size=10)
+    assert len(g) == 12 and full.loss.shape == (12, 30)
+    for i in (0, 5, 11):
+        solo = run(g.select(i), chunk_size=10)
+        np.testing.assert_allclose(full.loss[i], solo.loss[0], rtol=1e-5)
+        chex.assert_trees_all_close(full.params(i), solo.params(0), rtol=1e-5)
+    # seeds matter: same LR, different seeds -> different init and batches
+    assert not np.allclose(full.loss[0], full.loss[1])
+
+
+def test_member_equals_hand_written_optax_loop():
+    """Full batch: the seed's shuffle only permutes the examples, the loss is the same."""
+    g = jaxlr.grid(lr=[0.05, 0.2], seed=[4])
+    res = run(g, steps=25, batch_size=96, optimizer=lambda hp: optax.adam(hp["lr"]))
+    for i, lr in enumerate([0.05, 0.2]):
+        params = init_linear(jax.random.key(4))  # documented: member starts at init(key(seed))
+        opt = optax.adam(lr)
+        state = opt.init(params)
+        losses = []
+        for _ in range(25):
+            loss, grads = jax.value_and_grad(mse)(params, DATA)
+            updates, state = opt.update(grads, state, params)
+            params = optax.apply_updates(params, updates)
+            losses.append(loss)
+        np.testing.assert_allclose(res.loss[i], np.array(losses), rtol=1e-5)
+        chex.assert_trees_all_close(res.params(i), params, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(res.lr[i], np.nan)  # plain optax keeps no jaxlr LR state
+
+
+# --- 2. one compile for the whole grid -------------------------------------------------------
+def test_one_trace_for_a_grid_of_lr_warmup_and_decay_rate():
+    calls = {"loss": 0, "opt": 0}
+
+    def loss_fn(params, batch):
+        calls["loss"] += 1
+        return mse(params, batch)
+
+    def optimizer(hp):
+        calls["opt"] += 1
+        sched = jaxlr.exponential_decay(hp["lr"], 5, hp["decay_rate"])
+        return jaxlr.adam(jaxlr.warmup(sched, hp["warmup_steps"]))
+
+    counts = []
+    for g in (jaxlr.grid(lr=[0.01], warmup_steps=[0], decay_rate=[0.9]),
+              jaxlr.grid(lr=[0.01, 0.1], warmup_steps=[0, 3, 10], decay_rate=[0.5, 0.9])):
+        calls.update(loss=0, opt=0)
+        res = jaxlr.sweep(init_linear, loss_fn, DATA, optimizer, g, steps=25, batch_size=16,
+                          chunk_size=10, progress=False)  # 3 chunks, the last one padded
+        counts.append(dict(calls))
+        assert np.isfinite(res.loss).all()
+    # loss_fn: one abstract check + ONE trace of the training chunk, whatever M or #chunks
+    assert counts[0] == counts[1]
+    assert counts[1]["loss"] == 2
+    # members really differ in each swept hyperparameter
+    assert len({tuple(r) for r in np.round(res.lr, 7)}) == 12
+
+
+# --- 3. divergence quarantine ----------------------------------------------------------------
+def test_diverging_member_is_frozen_and_others_are_bit_identical():
+    bad = run(jaxlr.grid(lr=[0.01, 0.1, 50.0, 0.05]), steps=40)
+    good = run(jaxlr.grid(lr=[0.01, 0.1, 0.02, 0.05]), steps=40)
+    assert bad.diverged.tolist() == [False, False, True, False]
+    t = int(bad.diverged_at[2])
+    assert 0 <= t < 40 and good.diverged_at.tolist() == [-1, -1, -1, -1]
+    assert np.isnan(bad.loss[2, t + 1:]).all()
+    for i in (0, 1, 3):  # bit-identical, not just close
+        np.testing.assert_array_equal(bad.loss[i], good.loss[i])
+        chex.assert_trees_all_equal(bad.params(i), good.params(i))
+    frozen = bad.params(2)  # the last good state, finite
+    assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(frozen))
+    # and the same members without it (M=3) agree to float tolerance
+    without = run(jaxlr.grid(lr=[0.01, 0.1, 0.05]), steps=40)
+    np.testing.assert_allclose(bad.loss[[0, 1, 3]], without.loss, rtol=1e-6)
+    assert bad.best(by="loss").hparams["lr"] != 50.0
+
+
+def test_nan_loss_is_quarantined():
+    def loss_fn(params, batch):  # NaN once w[0] is pushed above 0.5 (large LRs get there)
+        return mse(params, batch) + jnp.sqrt(0.5 - params["w"][0]) * 0.0
+
+    res = jaxlr.sweep(init_linear, loss_fn, DATA, sgd_opt, jaxlr.grid(lr=[0.001, 0.3]),
+                      steps=30, batch_size=16, progress=False)
+    assert res.diverged.tolist() == [False, True]
+    assert np.isfinite(res.loss[0]).all()
+
+
+def test_every_member_diverging_returns_without_raising():
+    res = run(jaxlr.grid(lr=[50.0, 100.0]), steps=20)
+    assert res.diverged.all()
+    with pytest.raises(ValueError, match="every member diverged"):
+        res.best(by="loss")
+    assert "2/2" in res.table() or "1/1" in res.table()
+
+
+# --- 4. devices ------------------------------------------------------------------------------
+def test_sharded_over_four_host_devices_equals_one_device(tmp_path):
+    script = textwrap.dedent("""
+        import jax, jax.numpy as jnp, numpy as np, jaxlr
+        assert jax.device_count() == 4, jax.devices()
+        x = jax.random.normal(jax.random.key(0), (64, 3)); y = x @ jnp.array([1., -2., .5])
+        args = (lambda k: 0.1 * jax.random.normal(k, (3,)),
+                lambda w, b: jnp.mean((b[0] @ w - b[1]) ** 2), (x, y),
+                lambda hp: jaxlr.adam(hp["lr"]), jaxlr.grid(lr=[1e-3, 1e-2, 0.1], seed=2))
+        kw = dict(steps=20, batch_size=8, progress=False, chunk_size=7)
+        four = jaxlr.sweep(*args, **kw)                       # M=6 padded to 8 over 4 devices
+        one = jaxlr.sweep(*args, devices=jax.devices()[:1], **kw)
+        leaf = jax.tree.leaves(four._state)[0]
+        assert len(leaf.sharding.device_set) == 4, leaf.sharding
+        assert four.loss.shape == (6, 20) and len(four.diverged) == 6
+        np.testing.assert_allclose(four.loss, one.loss, rtol=1e-6)
+        np.testing.assert_allclose(four.params(5), one.params(5), rtol=1e-6)
+        print("OK")
+    """)
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+           "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OK" in out.stdout
+
+
+# --- 5. chunks and progress ------------------------------------------------------------------
+def test_chunking_is_invisible_and_progress_reports_best_loss(capsys):
+    g = jaxlr.grid(lr=[0.01, 0.1], seed=2)
+    a = run(g, steps=23, chunk_size=23)
+    b = run(g, steps=23, chunk_size=5, progress=True)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-6)
+    np.testing.assert_allclose(a.lr, b.lr)
+    err = capsys.readouterr().err
+    assert "jaxlr sweep (4 members)" in err and "best_loss" in err
+
+
+def test_iterable_of_batches():
+    batches = [(X[i:i + 16], Y[i:i + 16]) for i in range(0, 96, 16)] * 3  # 18 batches
+    g = jaxlr.grid(lr=[0.01, 0.1])
+    res = jaxlr.sweep(init_linear, mse, iter(batches), sgd_opt, g, steps=18, batch_size=16,
+                      chunk_size=4, progress=False)
+    # by hand: the same batches in order, member 1
+    params = init_linear(jax.random.key(0))
+    opt = jaxlr.sgd(0.1, momentum=0.5)
+    state = opt.init(params)
+    for batch in batches:
+        updates, state = opt.update(jax.grad(mse)(params, batch), state, params)
+        params = optax.apply_updates(params, updates)
+    chex.assert_trees_all_close(res.params(1), params, rtol=1e-5)
+    with pytest.raises(ValueError, match="ran out of batches"):
+        jaxlr.sweep(init_linear, mse, iter(batches[:5]), sgd_opt, g, steps=18, batch_size=16,
+                    progress=False)
+
+
+def test_eval_and_aux_metrics_and_best_over_seeds():
+    def loss_fn(params, batch):
+        x, y = batch
+        err = x @ params["w"] + params["b"] - y
+        return jnp.mean(err**2), {"mae": jnp.mean(jnp.abs(err))}
+
+    g = jaxlr.grid(lr=[0.003, 0.03, 0.1], seed=2)
+    res = jaxlr.sweep(init_linear, loss_fn, DATA, sgd_opt, g, steps=40, batch_size=16,
+                      eval_data=DATA, eval_every=20, progress=False)
+    assert res.eval.shape == (6, 2) and res.eval_steps.tolist() == [20, 40]
+    assert res.eval_aux["mae"].shape == (6, 2)
+    # eval loss equals the loss of the member's params on the eval data, computed by hand
+    np.testing.assert_allclose(res.eval[3, -1], loss_fn(res.params(3), DATA)[0], rtol=1e-5)
+    best = res.best(by="eval", over="seed")
+    means = res.eval[:, -1].reshape(3, 2).mean(axis=1)
+    assert best.hparams == {"lr": [0.003, 0.03, 0.1][int(np.argmin(means))]}
+    assert best.value == pytest.approx(means.min(), rel=1e-6) and best.std >= 0
+    assert res.best(by="mae").value == pytest.approx(res.eval_aux["mae"][:, -1].min(), rel=1e-6)
+    table = res.table()
+    assert "eval loss" in table and "mae" in table and len(table.splitlines()) == 5
+
+
+# --- 6. bad input ----------------------------------------------------------------------------
+@pytest.mark.parametrize("call, match", [
+    (lambda: jaxlr.grid(), "grid is empty"),
+    (lambda: jaxlr.grid(lr=[]), "'lr' is empty"),
+    (lambda: jaxlr.grid(lr=np.ones((2, 2))), "'lr' must be a 1-D list"),
+    (lambda: jaxlr.grid(seed=0), "seed must be a positive count"),
+    (lambda: jaxlr.Grid.zip(lr=[1, 2], momentum=[0.9]), "equal length"),
+    (lambda: run(jaxlr.grid(lr=[0.1]), steps=0), "steps must be > 0, got steps=0"),
+    (lambda: run(jaxlr.grid(lr=[0.1]), batch_size=97), "batch_size must be <= the number"),
+    (lambda: jaxlr.sweep(init_linear, mse, (X, Y[:50]), sgd_opt, jaxlr.grid(lr=[0.1]), steps=5,
+                         batch_size=8), "different lengths"),
+    (lambda: jaxlr.sweep(init_linear, lambda p, b: b[0] @ p["w"], DATA, sgd_opt,
+                         jaxlr.grid(lr=[0.1]), steps=5, batch_size=8), "must return a scalar"),
+    (lambda: run(jaxlr.grid(lr=[0.1]), optimizer=lambda hp: hp["lr"]),
+     "optimizer\\(hp\\) must return an optax transform"),
+    (lambda: run(jaxlr.grid(lr=[0.1]), eval_every=7, chunk_size=5), "multiple of chunk_size"),
+    (lambda: run(jaxlr.grid(lr=[0.1]), checkpoint="/tmp/x"), "checkpoint= is not supported"),
+])
+def test_bad_input(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_grid_api():
+    g = jaxlr.grid(lr=jnp.logspace(-4, 0, 16), seed=3, warmup_steps=[0, 100])
+    assert len(g) == 96 and g[0] == {"lr": 0.0001, "seed": 0, "warmup_steps": 0}
+    assert g[1]["warmup_steps"] == 100 and g[2]["seed"] == 1  # last axis fastest
+    assert "M=96" in repr(g) and "16 values" in repr(g)
+    z = jaxlr.Grid.zip(lr=[1e-3, 1e-2], warmup_steps=[10, 100]) * jaxlr.grid(seed=2)
+    assert len(z) == 4 and [m["warmup_steps"] for m in z] == [10, 10, 100, 100]
+    assert list(jaxlr.grid(seed=[3, 7]))[1] == {"seed": 7}
+
+
+# --- 7. NNX (BatchNorm, Dropout), linen, instances -------------------------------------------
+class NNXNet(nnx.Module):
+    def __init__(self, rngs):
+        self.l1 = nnx.Linear(4, 8, rngs=rngs)
+        self.bn = nnx.BatchNorm(8, rngs=rngs)
+        self.drop = nnx.Dropout(0.2, rngs=rngs)
+        self.l2 = nnx.Linear(8, 1, rngs=rngs)
+
+    def __call__(self, x):
+        return self.l2(self.drop(nnx.relu(self.bn(self.l1(x)))))[:, 0]
+
+
+def nnx_loss(model, batch):
+    return jnp.mean((model(batch[0]) - batch[1]) ** 2)
+
+
+def test_nnx_with_batchnorm_and_dropout():
+    g = jaxlr.grid(lr=[1e-3, 1e-2], seed=2)
+    res = jaxlr.sweep(lambda key: NNXNet(nnx.Rngs(key)), nnx_loss, DATA,
+                      lambda hp: jaxlr.adam(hp["lr"]), g, steps=40, batch_size=16,
+                      eval_data=DATA, progress=False)
+    assert not res.diverged.any() and res.loss[:, -5:].mean() < res.loss[:, :5].mean()
+    best = res.best(by="eval")
+    model = best.params
+    assert isinstance(model, NNXNet)
+    # BatchNorm statistics were updated per member during training
+    assert not np.allclose(np.asarray(model.bn.mean[...]), 0.0)
+    # usable as an ordinary model; in eval mode it reproduces the recorded eval loss
+    model.eval()
+    np.testing.assert_allclose(nnx_loss(model, DATA), best.value, rtol=1e-5)
+    # dropout streams differ per member: same LR, different seeds -> different losses
+    assert not np.allclose(res.loss[0], res.loss[1])
+    # member == solo also with NNX state
+    solo = jaxlr.sweep(lambda key: NNXNet(nnx.Rngs(key)), nnx_loss, DATA,
+                       lambda hp: jaxlr.adam(hp["lr"]), g.select(3), steps=40, batch_size=16,
+                       progress=False)
+    np.testing.assert_allclose(res.loss[3], solo.loss[0], rtol=1e-5)
+
+
+def test_nnx_module_instance_every_seed_starts_from_it():
+    net = NNXNet(nnx.Rngs(0))
+    res = jaxlr.sweep(net, nnx_loss, DATA, lambda hp: jaxlr.sgd(hp["lr"]),
+                      jaxlr.grid(lr=[1e-2], seed=2), steps=5, batch_size=96, progress=False)
+    # same starting params, full batch: step-0 losses differ only through dropout streams
+    assert res.loss[0, 0] != res.loss[1, 0]
+    assert isinstance(res.params(0), NNXNet)
+
+
+class LinenMLP(linen.Module):
+    @linen.compact
+    def __call__(self, x):
+        return linen.Dense(1)(linen.tanh(linen.Dense(8)(x)))[:, 0]
+
+
+def test_linen_variables():
+    module = LinenMLP()
+
+    def loss_fn(variables, batch):
+        return jnp.mean((module.apply(variables, batch[0]) - batch[1]) ** 2)
+
+    res = jaxlr.sweep(lambda key: module.init(key, X[:1]), loss_fn, DATA,
+                      lambda hp: jaxlr.adam(hp["lr"]), jaxlr.grid(lr=[1e-3, 1e-2]), steps=30,
+                      batch_size=16, progress=False)
+    variables = res.best(by="loss").params
+    assert set(variables) == {"params"}
+    assert float(loss_fn(variables, DATA)) < res.loss[:, 0].min()
