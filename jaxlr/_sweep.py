@@ -12,7 +12,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxlr import _checks
+from jaxlr import _checkpoint, _checks
 from jaxlr._grid import Grid, grid
 from jaxlr._learning_rate import LearningRateState
 from jaxlr._models import Model, adapt
@@ -140,7 +140,10 @@ def sweep(
         eval_data: optional data evaluated in full every ``eval_every`` steps and at the end.
         eval_every: evaluation period in steps (default: only at the end).
         devices: devices to shard the member axis over (default: all local devices).
-        checkpoint: not supported yet (run records and resume come with the CLI).
+        checkpoint: a directory: after every chunk the state is saved there atomically (see
+            ``jaxlr._checkpoint``), and a sweep started with a directory that holds a checkpoint
+            of the same configuration resumes from it, to the same result as an uninterrupted
+            run. With an iterable ``data``, pass a fresh iterable: consumed batches are skipped.
         progress: show a tqdm progress bar.
         chunk_size: steps per compiled chunk (default ``min(steps, eval_every or 200)``).
         divergence_factor: the blow-up threshold above (> 0).
@@ -165,9 +168,6 @@ def sweep(
     steps = int(_checks.hparam("steps", steps, gt=0, integer=True))
     batch_size = int(_checks.hparam("batch_size", batch_size, gt=0, integer=True))
     _checks.hparam("divergence_factor", divergence_factor, gt=0)
-    if checkpoint is not None:
-        raise ValueError("checkpoint= is not supported yet: run records and resume come with the "
-                         "jaxlr command (issue 4); pass checkpoint=None")
     g = grid if isinstance(grid, Grid) else _grid_from(grid)
     if not callable(optimizer):
         raise ValueError(f"optimizer must be a function hp -> optax transform, got {optimizer!r}")
@@ -231,9 +231,26 @@ def sweep(
     eval_fn = jax.jit(jax.vmap(program.evaluate, in_axes=(0, None)))
 
     n_chunks = -(-steps // k)
-    losses, lrs, evals, eval_steps = [], [], [], []
+    rec = _Records()
+    first_chunk = 0
+    if checkpoint is not None:
+        config = {"grid": {kk: v.tolist() for kk, v in cols.items()}, "steps": steps,
+                  "batch_size": batch_size, "chunk": k, "eval_every": eval_every,
+                  "examples": n, "divergence_factor": float(divergence_factor)}
+        config_hash = _checkpoint.fingerprint(config)
+        restored = _checkpoint.load(checkpoint, config_hash, carry)
+        if restored is not None:
+            done, carry_np, saved = restored
+            carry = jax.device_put(carry_np, by_member)
+            rec = _Records.from_arrays(saved)
+            first_chunk = done + 1
+            if not in_memory:
+                for _ in range(min(first_chunk * k, steps)):
+                    next(batches)
     bar = _progress_bar(progress, steps, m_real)
-    for c in range(n_chunks):
+    if bar is not None and first_chunk:
+        bar.update(min(first_chunk * k, steps))
+    for c in range(first_chunk, n_chunks):
         t0 = c * k
         if in_memory:
             idx = _batch_indices(seeds_dev, jnp.int32(t0), k, n, batch_size)[seed_pos]
@@ -242,14 +259,15 @@ def sweep(
             xs = jax.device_put(_stack_batches(batches, k, steps - t0), replicated)
         carry, (loss_c, lr_c) = chunk_fn(carry, hp, xs, jnp.int32(t0), data if in_memory else None)
         loss_np = np.asarray(loss_c)[:m_real]
-        losses.append(loss_np)
-        lrs.append(np.asarray(lr_c)[:m_real])
+        rec.loss.append(loss_np)
+        rec.lr.append(np.asarray(lr_c)[:m_real])
         t_end = min(t0 + k, steps)
         if eval_data is not None and (t_end == steps or (eval_every and t_end % eval_every == 0)):
             ev_loss, ev_aux = eval_fn(carry, eval_data)
-            evals.append((np.asarray(ev_loss)[:m_real],
-                          {a: np.asarray(v)[:m_real] for a, v in ev_aux.items()}))
-            eval_steps.append(t_end)
+            rec.add_eval(t_end, np.asarray(ev_loss)[:m_real],
+                         {a: np.asarray(v)[:m_real] for a, v in ev_aux.items()})
+        if checkpoint is not None:
+            _checkpoint.save(checkpoint, c, config_hash, carry, rec.to_arrays())
         if bar is not None:
             last = loss_np[:, min(k, steps - t0) - 1]
             bar.update(t_end - t0)
@@ -259,19 +277,52 @@ def sweep(
         bar.close()
 
     status = jax.tree.map(lambda x: np.asarray(x)[:m_real], carry.status)
+    arrays = rec.to_arrays()
     return SweepResult(
         grid=g,
-        loss=np.concatenate(losses, axis=1)[:, :steps],
-        lr=np.concatenate(lrs, axis=1)[:, :steps],
-        eval=np.stack([e[0] for e in evals], axis=1) if evals else None,
-        eval_aux={a: np.stack([e[1][a] for e in evals], axis=1) for a in evals[0][1]}
-        if evals else {},
-        eval_steps=np.asarray(eval_steps, np.int32),
+        loss=arrays["loss"][:, :steps],
+        lr=arrays["lr"][:, :steps],
+        eval=arrays.get("eval"),
+        eval_aux={a[len("aux_"):]: v for a, v in arrays.items() if a.startswith("aux_")},
+        eval_steps=arrays["eval_steps"],
         diverged=~status.alive,
         diverged_at=status.diverged_at,
         state=(carry.params, carry.rest),
         assemble=model.assemble,
     )
+
+
+class _Records:
+    """The curves recorded chunk by chunk (host numpy arrays, [M, ...])."""
+
+    def __init__(self):
+        self.loss, self.lr, self.eval_steps, self.eval = [], [], [], []
+        self.aux: dict[str, list[np.ndarray]] = {}
+
+    def add_eval(self, step: int, loss: np.ndarray, aux: dict[str, np.ndarray]) -> None:
+        self.eval_steps.append(step)
+        self.eval.append(loss)
+        for name, value in aux.items():
+            self.aux.setdefault(name, []).append(value)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        out = {"loss": np.concatenate(self.loss, axis=1), "lr": np.concatenate(self.lr, axis=1),
+               "eval_steps": np.asarray(self.eval_steps, np.int32)}
+        if self.eval:
+            out["eval"] = np.stack(self.eval, axis=1)
+            out.update({f"aux_{a}": np.stack(v, axis=1) for a, v in self.aux.items()})
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> _Records:
+        rec = cls()
+        rec.loss, rec.lr = [arrays["loss"]], [arrays["lr"]]
+        rec.eval_steps = [int(s) for s in arrays["eval_steps"]]
+        if "eval" in arrays:
+            rec.eval = list(np.moveaxis(arrays["eval"], 1, 0))
+            rec.aux = {a[len("aux_"):]: list(np.moveaxis(v, 1, 0))
+                       for a, v in arrays.items() if a.startswith("aux_")}
+        return rec
 
 
 def _grid_from(axes: Mapping[str, Any]) -> Grid:

@@ -232,7 +232,6 @@ def test_eval_and_aux_metrics_and_best_over_seeds():
     (lambda: run(jaxlr.grid(lr=[0.1]), optimizer=lambda hp: hp["lr"]),
      "optimizer\\(hp\\) must return an optax transform"),
     (lambda: run(jaxlr.grid(lr=[0.1]), eval_every=7, chunk_size=5), "multiple of chunk_size"),
-    (lambda: run(jaxlr.grid(lr=[0.1]), checkpoint="/tmp/x"), "checkpoint= is not supported"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
