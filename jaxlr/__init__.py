@@ -1,9 +1,15 @@
-"""jaxlr: the learning rate for JAX — traceable schedules, optimizers and plateau decay."""
+"""jaxlr: the learning rate for JAX — traceable schedules, optimizers and plateau decay,
+vectorized LR sweeps and the LR range test."""
 
 from importlib.metadata import PackageNotFoundError as _PNF
 from importlib.metadata import version as _version
 
-# --- schedules (jaxlr/_schedules.py) ---
+from jaxlr._finder import FinderResult, find_lr
+from jaxlr._grid import Grid, grid
+from jaxlr._learning_rate import LearningRateState, current_lr, scale_by_learning_rate
+from jaxlr._optimizers import adagrad, adam, adamw, rmsprop, sgd
+from jaxlr._plateau import Controller, PlateauState, reduce_on_plateau
+from jaxlr._result import Best, SweepResult
 from jaxlr._schedules import (
     constant,
     cosine_decay,
@@ -21,22 +27,19 @@ from jaxlr._schedules import (
     warmup_cosine_decay,
     warmup_stable_decay,
 )
-
-# --- end schedules ---
-
-# --- optimizers and controllers ---
-from jaxlr._learning_rate import LearningRateState, current_lr, scale_by_learning_rate
-from jaxlr._optimizers import adagrad, adam, adamw, rmsprop, sgd
-from jaxlr._plateau import Controller, PlateauState, reduce_on_plateau
-
-# --- end optimizers ---
-
-# --- sweep ---
-from jaxlr._grid import Grid, grid
-from jaxlr._result import Best, SweepResult
 from jaxlr._sweep import sweep
 
-# --- end sweep ---
+__all__ = [
+    # schedules
+    "constant", "linear", "polynomial_decay", "exponential_decay", "cosine_decay",
+    "warmup_cosine_decay", "join", "step_decay", "multistep_decay", "one_cycle", "cyclic",
+    "inverse_time_decay", "cosine_restarts", "warmup", "warmup_stable_decay",
+    # optimizers and controllers
+    "sgd", "adagrad", "rmsprop", "adam", "adamw", "scale_by_learning_rate", "current_lr",
+    "LearningRateState", "reduce_on_plateau", "Controller", "PlateauState",
+    # sweeps and the LR range test
+    "grid", "Grid", "sweep", "SweepResult", "Best", "find_lr", "FinderResult",
+]
 
 try:
     __version__ = _version("jaxlr")

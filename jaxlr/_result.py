@@ -147,6 +147,13 @@ class SweepResult:
         fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))
         return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
+    def plot(self, **kwargs: Any):
+        """The sweep's figure (loss curves by LR, final metric vs LR, LR schedules): see
+        :func:`jaxlr._plot.plot_sweep` (needs ``pip install jaxlr[plot]``)."""
+        from jaxlr._plot import plot_sweep
+
+        return plot_sweep(self, **kwargs)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain numpy arrays of everything measured (no trained params)."""
         out = {"hparams": dict(self.hparams), "loss": self.loss, "lr": self.lr,

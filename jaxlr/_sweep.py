@@ -19,12 +19,34 @@ from jaxlr._models import Model, adapt
 from jaxlr._result import SweepResult
 
 
+class DivergenceRule(NamedTuple):
+    """An in-program stop rule: ``update(state, step, loss) -> (state, bad)`` per member.
+
+    Non-finite losses and parameters always count as divergence; a rule adds a test on the
+    loss curve (the default: :func:`blowup_rule`; :func:`jaxlr.find_lr` brings its own).
+    """
+
+    init: Callable[[], Any]
+    update: Callable[[Any, jax.Array, jax.Array], tuple[Any, jax.Array]]
+
+
+def blowup_rule(factor: float) -> DivergenceRule:
+    r"""Diverged when :math:`loss_t - loss_0 > factor \cdot |loss_0|` (``loss_0``: step 0's)."""
+    _checks.hparam("divergence_factor", factor, gt=0)
+
+    def update(loss0, t, loss):
+        loss0 = jnp.where(t == 0, loss, loss0)
+        return loss0, loss - loss0 > factor * jnp.abs(loss0)
+
+    return DivergenceRule(init=lambda: jnp.float32(jnp.nan), update=update)
+
+
 class MemberStatus(NamedTuple):
     """Per-member bookkeeping carried through the scan (leading axis M)."""
 
     alive: jax.Array  # shape (), bool: not diverged
     diverged_at: jax.Array  # shape (), int32: step of divergence, -1 if never
-    loss0: jax.Array  # shape (), float32: the first loss (reference for the blow-up test)
+    rule: Any  # the DivergenceRule's state
 
 
 class Carry(NamedTuple):
@@ -103,6 +125,7 @@ def sweep(
     progress: bool = True,
     chunk_size: int | None = None,
     divergence_factor: float = 100.0,
+    divergence: DivergenceRule | None = None,
 ) -> SweepResult:
     r"""Train every member of ``grid`` in parallel: one compiled ``jit(vmap(scan))`` program.
 
@@ -147,6 +170,8 @@ def sweep(
         progress: show a tqdm progress bar.
         chunk_size: steps per compiled chunk (default ``min(steps, eval_every or 200)``).
         divergence_factor: the blow-up threshold above (> 0).
+        divergence: a custom :class:`DivergenceRule` replacing the blow-up test (advanced; e.g.
+            the LR range test's stop rule).
 
     Returns:
         A :class:`SweepResult` with ``loss``/``lr`` ``[M, steps]``, ``eval``, ``diverged``,
@@ -167,7 +192,7 @@ def sweep(
     """
     steps = int(_checks.hparam("steps", steps, gt=0, integer=True))
     batch_size = int(_checks.hparam("batch_size", batch_size, gt=0, integer=True))
-    _checks.hparam("divergence_factor", divergence_factor, gt=0)
+    rule = blowup_rule(divergence_factor) if divergence is None else divergence
     g = grid if isinstance(grid, Grid) else _grid_from(grid)
     if not callable(optimizer):
         raise ValueError(f"optimizer must be a function hp -> optax transform, got {optimizer!r}")
@@ -220,7 +245,7 @@ def sweep(
                     else _peek(batches, "data"))
     if not in_memory:
         batches = _chain_first(sample_batch, batches)
-    program = _Program(model, optimizer, steps, divergence_factor)
+    program = _Program(model, optimizer, steps, rule)
     program.check(jax.tree.map(lambda v: v[0], hp), sample_batch)
 
     init_all = jax.jit(jax.vmap(program.init), out_shardings=by_member)
@@ -236,7 +261,8 @@ def sweep(
     if checkpoint is not None:
         config = {"grid": {kk: v.tolist() for kk, v in cols.items()}, "steps": steps,
                   "batch_size": batch_size, "chunk": k, "eval_every": eval_every,
-                  "examples": n, "divergence_factor": float(divergence_factor)}
+                  "examples": n, "divergence": "custom" if divergence else
+                  float(divergence_factor)}
         config_hash = _checkpoint.fingerprint(config)
         restored = _checkpoint.load(checkpoint, config_hash, carry)
         if restored is not None:
@@ -332,9 +358,9 @@ def _grid_from(axes: Mapping[str, Any]) -> Grid:
 class _Program:
     """The per-member functions that are vmapped and compiled."""
 
-    def __init__(self, model: Model, optimizer: Callable, steps: int, divergence_factor: float):
+    def __init__(self, model: Model, optimizer: Callable, steps: int, rule: DivergenceRule):
         self.model, self.optimizer = model, optimizer
-        self.steps, self.factor = steps, divergence_factor
+        self.steps, self.rule = steps, rule
 
     def transform(self, hp: dict) -> optax.GradientTransformationExtraArgs:
         tx = self.optimizer(hp)
@@ -358,7 +384,7 @@ class _Program:
     def init(self, hp: dict) -> Carry:
         params, rest = self.model.init(jax.random.key(hp["seed"]), hp["seed"])
         status = MemberStatus(alive=jnp.bool_(True), diverged_at=jnp.int32(-1),
-                              loss0=jnp.float32(jnp.nan))
+                              rule=self.rule.init())
         return Carry(params, rest, self.transform(hp).init(params), status)
 
     def chunk(self, carry: Carry, hp: dict, xs: Any, t0: jax.Array, data: Any):
@@ -376,16 +402,16 @@ class _Program:
             updates, opt_state = tx.update(grads, carry.opt_state, carry.params, value=loss)
             params = optax.apply_updates(carry.params, updates)
             st = carry.status
-            loss0 = jnp.where(t == 0, loss, st.loss0)
-            blown = loss - loss0 > self.factor * jnp.abs(loss0)
+            rule_state, blown = self.rule.update(st.rule, t, loss)
             bad = ~jnp.isfinite(loss) | ~_tree_finite(params) | blown
             active = (t < self.steps) & st.alive
             keep = active & ~bad
             new = Carry(params, rest, opt_state, st)
             out = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, carry)
+            rule_state = jax.tree.map(lambda a, b: jnp.where(active, a, b), rule_state, st.rule)
             status = MemberStatus(alive=st.alive & ~(active & bad),
                                   diverged_at=jnp.where(active & bad, t, st.diverged_at),
-                                  loss0=loss0)
+                                  rule=rule_state)
             record = (jnp.where(active, loss, jnp.nan).astype(jnp.float32),
                       jnp.where(active, _current_lr_or_nan(opt_state), jnp.nan))
             return out._replace(status=status), record

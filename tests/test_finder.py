@@ -1,0 +1,301 @@
+"""The LR range test: stop, smoothing and suggestions against references computed here."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+import jaxlr
+from jaxlr._finder import FinderResult, find_lr, valley_index
+
+# GD on f(w) = 0.5 * sum(h_i w_i^2): stable for lr < 2/L, L = max h = 10; the default ramp
+# 1e-7 -> 10 reaches ~100/L, past the blow-up (~10-20/L, see test_quadratic_gd).
+H = np.logspace(-1.0, 1.0, 8)
+L = float(H.max())
+DUMMY = (jnp.zeros((4, 1)),)  # the loss ignores the batch
+STARTS = {"ones": np.ones(8), "equal_energy": 1.0 / np.sqrt(H)}
+
+
+def quadratic(shift=0.0):
+    h = jnp.asarray(H, jnp.float32)
+    return lambda w, batch: 0.5 * jnp.sum(h * w**2) + shift
+
+
+def gd(lr):
+    return jaxlr.sgd(lr)
+
+
+def run_quadratic(start="ones", shift=0.0, **kw):
+    w0 = jnp.asarray(STARTS[start], jnp.float32)
+    return find_lr(lambda key: w0, quadratic(shift), DUMMY, gd, batch_size=4, **kw)
+
+
+@pytest.fixture(scope="module")
+def quad():
+    return {start: run_quadratic(start) for start in STARTS}
+
+
+def exact_gd_losses(lrs, w0):
+    """Closed form in float64: w_{t+1} = (1 - lr_t h) w_t per coordinate; loss before update."""
+    w = np.asarray(w0, np.float64).copy()
+    out = []
+    for lr in np.asarray(lrs, np.float64):
+        out.append(0.5 * np.sum(H * w**2))
+        w = (1.0 - lr * H) * w
+    return np.asarray(out)
+
+
+@pytest.mark.parametrize("start", sorted(STARTS))
+def test_quadratic_gd(quad, start):
+    res = quad[start]
+    assert res.losses.shape == res.smoothed.shape == (1, 100) and res.lrs.shape == (100,)
+    # the ramp: lr_t = min_lr * (max_lr / min_lr) ** (t / (steps - 1))
+    np.testing.assert_allclose(res.lrs, 1e-7 * 1e8 ** (np.arange(100) / 99), rtol=1e-5)
+
+    exact = exact_gd_losses(res.lrs, STARTS[start])
+    t_star = int(np.argmax(exact > 1000 * exact[0]))  # first step 1000x above the start
+    assert exact[t_star] > 1000 * exact[0]
+    stop = int(res.diverged_at[0])
+    assert stop >= 0, "the divergence stop never fired"
+    assert res.lrs[stop] >= 2 / L, f"stopped at lr={res.lrs[stop]:.3g} < 2/L"
+    assert abs(stop - t_star) <= 2, f"stop at step {stop}, exact 1000x crossing at {t_star}"
+    # a NaN-only stop (float32 overflow) would come far later than the real blow-up
+    assert np.all(exact[: stop + 1] < np.finfo(np.float32).max)
+    # the recorded curve is the exact GD curve up to the stop, NaN after
+    np.testing.assert_allclose(res.losses[0, : stop + 1], exact[: stop + 1], rtol=1e-4)
+    assert np.isnan(res.losses[0, stop + 1:]).all() and np.isnan(res.smoothed[0, stop + 1:]).all()
+
+    assert 0.05 / L <= res.suggestion <= 2 / L, (res.suggestion * L, res.suggestions)
+    assert set(res.suggestions) == {"valley", "steepest", "minimum"}
+    finite = [v for v in res.suggestions.values() if math.isfinite(v)]
+    assert sorted(finite)[len(finite) // 2] == pytest.approx(res.suggestion)
+
+
+def test_smoothing_is_bias_corrected_ema(quad):
+    res, beta = quad["ones"], 0.98
+    assert res.beta == beta
+    avg, ref = 0.0, []
+    for t, x in enumerate(res.losses[0]):
+        if not np.isfinite(x):
+            break
+        avg = beta * avg + (1 - beta) * x
+        ref.append(avg / (1 - beta ** (t + 1)))
+    np.testing.assert_allclose(res.smoothed[0, : len(ref)], ref, rtol=1e-12)
+    assert res.smoothed[0, 0] == res.losses[0, 0]  # the bias correction: no pull toward 0
+
+
+def test_negative_loss_same_stop_and_suggestion(quad):
+    pos = quad["ones"]
+    neg = run_quadratic("ones", shift=-100.0)
+    assert np.all(neg.losses[0, :10] < 0)
+    np.testing.assert_array_equal(neg.diverged_at, pos.diverged_at)
+    assert neg.suggestion == pos.suggestion
+    assert neg.suggestions == pos.suggestions
+    ok = np.isfinite(pos.smoothed)
+    np.testing.assert_allclose(neg.smoothed[ok] + 100.0, pos.smoothed[ok], rtol=1e-5, atol=1e-4)
+
+
+def test_nan_injected_at_a_known_step_stops_there():
+    """The top coordinate decays as w_{t+1} = (1 - lr_t L) w_t; sqrt(w_top - a) turns NaN at
+    the first step where w_top < a: with a between w_{k-1} and w_k that is step k exactly."""
+    k = 60
+    lrs = 1e-7 * 1e8 ** (np.arange(100) / 99)
+    w_top = np.cumprod(np.r_[1.0, 1.0 - lrs[:-1] * L])
+    a = math.sqrt(w_top[k - 1] * w_top[k])
+    base = quadratic()
+
+    def loss(w, batch):
+        return base(w, batch) + 0.0 * jnp.sqrt(w[-1] - a)
+
+    res = find_lr(lambda key: jnp.ones(8), loss, DUMMY, gd, batch_size=4)
+    assert res.diverged_at.tolist() == [k]
+    assert np.isfinite(res.losses[0, :k]).all() and np.isnan(res.losses[0, k:]).all()
+    assert res.window == (10, k)  # the suggestions only read the curve before the stop
+    assert math.isfinite(res.suggestion)
+
+
+# --- minibatch: logistic regression on sklearn digits -------------------------------------
+X_DIGITS, Y_DIGITS = load_digits(return_X_y=True)
+DIGITS = ((X_DIGITS / 16.0).astype(np.float32), Y_DIGITS.astype(np.int32))
+
+
+def init_logreg(key):
+    return {"w": 0.01 * jax.random.normal(key, (64, 10)), "b": jnp.zeros(10)}
+
+
+def cross_entropy(params, batch):
+    x, y = batch
+    logp = jax.nn.log_softmax(x @ params["w"] + params["b"])
+    return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+
+def run_digits(**kw):
+    return find_lr(init_logreg, cross_entropy, DIGITS, batch_size=32, seeds=3, **kw)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return run_digits()
+
+
+def test_seeds_give_one_curve_each(digits):
+    res = digits
+    assert res.losses.shape == res.smoothed.shape == (3, 100)
+    assert res.mean.shape == res.spread.shape == (100,) and res.diverged_at.shape == (3,)
+    assert res.seeds.tolist() == [0, 1, 2]
+    for i, j in [(0, 1), (0, 2), (1, 2)]:  # own init and batches per seed
+        assert not np.allclose(res.losses[i], res.losses[j], equal_nan=True)
+    # mean / spread over the seeds still running (reference: nanmean / nanstd)
+    ok = np.isfinite(res.smoothed).all(axis=0)
+    np.testing.assert_allclose(res.mean[ok], res.smoothed[:, ok].mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(res.spread[ok], res.smoothed[:, ok].std(axis=0), atol=1e-12)
+    assert (res.spread[ok] > 0).any()
+    assert 1e-7 < res.suggestion < 10.0
+    d = res.to_dict()
+    assert d["suggestion"] == res.suggestion and d["losses"] is res.losses
+
+
+def test_deterministic_for_given_seeds(digits):
+    again = run_digits()
+    for name in ("losses", "smoothed", "mean", "spread", "diverged_at", "lrs"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(digits, name), err_msg=name)
+    assert again.suggestions == digits.suggestions and again.suggestion == digits.suggestion
+
+
+def test_suggestion_trains_better_than_lrs_30x_away(digits):
+    lr = digits.suggestion
+    res = jaxlr.sweep(init_logreg, cross_entropy, DIGITS, lambda hp: jaxlr.adam(hp["lr"]),
+                      jaxlr.grid(lr=[lr / 30, lr, lr * 30]), steps=150, batch_size=32,
+                      eval_data=DIGITS, progress=False)
+    low, mid, high = res.eval[:, -1]
+    assert mid < low and mid < high, (lr, res.eval[:, -1])
+
+
+# --- the rules on constructed curves --------------------------------------------------------
+RAMP = 1e-7 * 1e8 ** (np.arange(100) / 99)
+
+
+def sigmoid_curve(noise=0.0, seed=0):
+    """Flat at 2.3, falls by 2 around step 60, blows up after step 85."""
+    t = np.arange(100)
+    clean = 2.3 - 2.0 / (1 + np.exp(-(t - 60) / 4.0))
+    clean = clean + np.where(t > 85, 0.05 * np.exp(0.6 * (t - 85)), 0.0)
+    return clean + noise * np.random.default_rng(seed).standard_normal(100)
+
+
+@pytest.mark.parametrize("spike_at", [1, 4, 8])
+def test_early_spike_does_not_fool_steepest(spike_at):
+    clean = FinderResult.from_curves(RAMP, sigmoid_curve(0.02))
+    x = sigmoid_curve(0.02)
+    x[spike_at] += 20.0
+    spiked = FinderResult.from_curves(RAMP, x)
+    ratio = spiked.suggestions["steepest"] / clean.suggestions["steepest"]
+    assert 1 / 1.21**2 <= ratio <= 1.21**2  # within two ramp steps
+    assert spiked.diverged_at.tolist() == clean.diverged_at.tolist()
+    # the naive rule (most negative slope of the smoothed curve after a 10% burn-in) is fooled:
+    slope = np.gradient(spiked.smoothed[0, 10:80], np.log(RAMP[10:80]))
+    assert RAMP[10 + int(np.argmin(slope))] < clean.suggestions["steepest"] / 100
+
+
+def test_one_outlier_batch_is_not_a_divergence():
+    x = sigmoid_curve(0.02)
+    x[15] += 5.0  # one batch at 3x the loss, early in the flat part
+    res = FinderResult.from_curves(RAMP, x)
+    assert res.diverged_at[0] > 85
+    x[16:25] += 5.0  # ... but a loss that stays up is one
+    assert FinderResult.from_curves(RAMP, x).diverged_at[0] == 16
+
+
+def fastai_valley(losses):
+    """fastai.callback.schedule.valley, transcribed (returns the index)."""
+    n = len(losses)
+    max_start, max_end = 0, 0
+    lds = [1] * n
+    for i in range(1, n):
+        for j in range(0, i):
+            if (losses[i] < losses[j]) and (lds[i] < lds[j] + 1):
+                lds[i] = lds[j] + 1
+            if lds[max_end] < lds[i]:
+                max_end = i
+                max_start = max_end - lds[max_end]
+    sections = (max_end - max_start) / 3
+    return max_start + int(sections) + int(sections / 2)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_valley_is_fastais(seed):
+    rng = np.random.default_rng(seed)
+    curve = sigmoid_curve(0.0)[:85] + rng.uniform(0.02, 0.5) * rng.standard_normal(85)
+    assert valley_index(curve) == max(0, fastai_valley(list(curve)))
+    assert valley_index(np.arange(10.0)) is None  # never decreases
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"min_lr": 0.0}, "min_lr must be > 0.*min_lr=0"),
+    ({"min_lr": -1e-3}, "min_lr must be > 0.*min_lr=-0.001"),
+    ({"min_lr": 1e-2, "max_lr": 1e-3}, "max_lr must be > min_lr.*max_lr=0.001, min_lr=0.01"),
+    ({"steps": 5}, "steps must be a whole number >= 10.*steps=5"),
+    ({"seeds": 0}, "seeds must be >= 1.*seeds=0"),
+    ({"seeds": []}, "seeds must be a count >= 1 or a non-empty list"),
+    ({"beta": 1.0}, r"beta must be in \[0, 1\).*beta=1"),
+    ({"beta": -0.1}, r"beta must be in \[0, 1\).*beta=-0.1"),
+    ({"divergence_factor": 0.0}, "divergence_factor must be > 0"),
+    ({"min_lr": float("nan")}, "min_lr must be finite"),
+])
+def test_bad_arguments_raise_eagerly(kwargs, match):
+    def never(*args):
+        raise AssertionError("validation must happen before any training")
+
+    with pytest.raises(ValueError, match=match):
+        find_lr(never, never, DUMMY, never, batch_size=4, **kwargs)
+
+
+def _rule_stop(curve, factor=4.0, beta=0.98):
+    """The in-program rule (jaxlr._finder.stop_rule) run over a curve with lax.scan."""
+    from jaxlr._finder import _warmup, stop_rule
+
+    rule = stop_rule(factor, beta, _warmup(len(curve)))
+
+    def body(state, inp):
+        t, loss = inp
+        state, fired = rule.update(state, t, loss)
+        return state, fired
+
+    fired = jax.lax.scan(body, rule.init(),
+                         (jnp.arange(len(curve)), jnp.asarray(curve, jnp.float32)))[1]
+    hits = np.flatnonzero(np.asarray(fired))
+    return int(hits[0]) if hits.size else -1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_in_program_stop_rule_equals_the_numpy_rule(seed):
+    """The stop fires inside the sweep's program at the step the documented rule gives."""
+    from jaxlr._finder import divergence_step
+
+    rng = np.random.default_rng(seed)
+    n = 100
+    t = np.arange(n)
+    fall = 5.0 * np.exp(-t / rng.uniform(10, 40)) + 1.0
+    blow = np.where(t > rng.integers(50, 90), np.exp((t - 60) / rng.uniform(2, 8)), 0.0)
+    curve = fall + blow + 0.05 * rng.standard_normal(n) - rng.uniform(0, 10)  # may be negative
+    expected = divergence_step(curve, 4.0)
+    assert expected > 0
+    assert _rule_stop(curve) == expected
+
+
+def test_stopped_seed_is_frozen_inside_the_program(quad):
+    for res in quad.values():
+        stop = int(res.diverged_at[0])
+        assert stop > 0 and np.isnan(res.losses[0, stop + 1:]).all()
+    # the sweep itself (the compiled program) reports the same stop with the finder's rule
+    from jaxlr._finder import _warmup, exponential_ramp, stop_rule
+
+    w0 = jnp.asarray(STARTS["ones"], jnp.float32)
+    ramp = exponential_ramp(1e-7, 10.0, 100)
+    raw = jaxlr.sweep(lambda key: w0, quadratic(), DUMMY, lambda hp: gd(ramp), jaxlr.grid(seed=1),
+                      steps=100, batch_size=4, progress=False,
+                      divergence=stop_rule(4.0, 0.98, _warmup(100)))
+    assert int(raw.diverged_at[0]) == int(quad["ones"].diverged_at[0])
