@@ -4,6 +4,7 @@ vectorized LR sweeps and the LR range test."""
 from importlib.metadata import PackageNotFoundError as _PNF
 from importlib.metadata import version as _version
 
+from jaxlr._diagnose import Diagnosis, diagnose
 from jaxlr._finder import FinderResult, find_lr
 from jaxlr._grid import Grid, grid
 from jaxlr._learning_rate import LearningRateState, current_lr, scale_by_learning_rate
@@ -39,6 +40,8 @@ __all__ = [
     "LearningRateState", "reduce_on_plateau", "Controller", "PlateauState",
     # sweeps and the LR range test
     "grid", "Grid", "sweep", "SweepResult", "Best", "find_lr", "FinderResult",
+    # diagnosis
+    "diagnose", "Diagnosis",
 ]
 
 try:

@@ -147,6 +147,15 @@ class SweepResult:
         fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))
         return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
 
+    def diagnose(self) -> list:
+        """One :class:`jaxlr.Diagnosis` per member (diverged, oscillating, too_slow,
+        schedule_too_aggressive or healthy, with the evidence and the fix), judged with the
+        sweep's context: members differing only in LR and seed are compared. See
+        :func:`jaxlr._diagnose.diagnose_sweep`."""
+        from jaxlr._diagnose import diagnose_sweep
+
+        return diagnose_sweep(self)
+
     def plot(self, **kwargs: Any):
         """The sweep's figure (loss curves by LR, final metric vs LR, LR schedules): see
         :func:`jaxlr._plot.plot_sweep` (needs ``pip install jaxlr[plot]``)."""
