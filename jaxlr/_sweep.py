@@ -198,7 +198,12 @@ def sweep(
         raise ValueError(f"optimizer must be a function hp -> optax transform, got {optimizer!r}")
     if eval_every is not None:
         eval_every = int(_checks.hparam("eval_every", eval_every, gt=0, integer=True))
-    k = int(chunk_size) if chunk_size is not None else min(steps, eval_every or 200)
+    if chunk_size is not None:
+        k = int(chunk_size)
+    elif eval_every is not None:
+        k = min(steps, eval_every)
+    else:  # chunks of <= 200 steps that divide the run evenly: the padded tail stays tiny
+        k = -(-steps // -(-steps // 200))
     _checks.hparam("chunk_size", k, gt=0, integer=True)
     if eval_every is not None and eval_every % k:
         raise ValueError(f"eval_every must be a multiple of chunk_size, got eval_every="
@@ -250,9 +255,15 @@ def sweep(
 
     init_all = jax.jit(jax.vmap(program.init), out_shardings=by_member)
     carry = init_all(hp)
-    chunk_fn = jax.jit(jax.vmap(program.chunk,
-                                in_axes=(0, 0, 0 if in_memory else None, None, None)),
-                       out_shardings=by_member, donate_argnums=0)
+    vchunk = jax.vmap(program.chunk, in_axes=(0, 0, 0 if in_memory else None, None, None))
+
+    def run_chunk(carry, hp, t0, xs, seeds, seed_pos):
+        if in_memory:  # the batch indices are computed in the program, per seed, on device
+            idx = _batch_indices(seeds, t0, k, n, batch_size)[seed_pos]
+            return vchunk(carry, hp, jax.lax.with_sharding_constraint(idx, by_member), t0, xs)
+        return vchunk(carry, hp, xs, t0, None)
+
+    chunk_fn = jax.jit(run_chunk, out_shardings=by_member, donate_argnums=0)
     eval_fn = jax.jit(jax.vmap(program.evaluate, in_axes=(0, None)))
 
     n_chunks = -(-steps // k)
@@ -276,29 +287,42 @@ def sweep(
     bar = _progress_bar(progress, steps, m_real)
     if bar is not None and first_chunk:
         bar.update(min(first_chunk * k, steps))
-    for c in range(first_chunk, n_chunks):
-        t0 = c * k
-        if in_memory:
-            idx = _batch_indices(seeds_dev, jnp.int32(t0), k, n, batch_size)[seed_pos]
-            xs = jax.device_put(idx, by_member)
-        else:
-            xs = jax.device_put(_stack_batches(batches, k, steps - t0), replicated)
-        carry, (loss_c, lr_c) = chunk_fn(carry, hp, xs, jnp.int32(t0), data if in_memory else None)
+
+    def collect(pending) -> None:
+        """Bring one chunk's curves (and eval) to the host, advance the progress bar."""
+        t0, t_end, (loss_c, lr_c), ev = pending
         loss_np = np.asarray(loss_c)[:m_real]
         rec.loss.append(loss_np)
         rec.lr.append(np.asarray(lr_c)[:m_real])
-        t_end = min(t0 + k, steps)
-        if eval_data is not None and (t_end == steps or (eval_every and t_end % eval_every == 0)):
-            ev_loss, ev_aux = eval_fn(carry, eval_data)
-            rec.add_eval(t_end, np.asarray(ev_loss)[:m_real],
-                         {a: np.asarray(v)[:m_real] for a, v in ev_aux.items()})
-        if checkpoint is not None:
-            _checkpoint.save(checkpoint, c, config_hash, carry, rec.to_arrays())
+        if ev is not None:
+            rec.add_eval(t_end, np.asarray(ev[0])[:m_real],
+                         {a: np.asarray(v)[:m_real] for a, v in ev[1].items()})
         if bar is not None:
-            last = loss_np[:, min(k, steps - t0) - 1]
+            last = loss_np[:, t_end - t0 - 1]
             bar.update(t_end - t0)
             if np.isfinite(last).any():
                 bar.set_postfix(best_loss=f"{np.nanmin(last):.4g}")
+
+    pending = None
+    for c in range(first_chunk, n_chunks):
+        t0 = c * k
+        t_end = min(t0 + k, steps)
+        xs = data if in_memory else jax.device_put(_stack_batches(batches, k, steps - t0),
+                                                   replicated)
+        carry, curves = chunk_fn(carry, hp, jnp.int32(t0), xs, seeds_dev, seed_pos)
+        ev = None
+        if eval_data is not None and (t_end == steps or (eval_every and t_end % eval_every == 0)):
+            ev = eval_fn(carry, eval_data)
+        # collect the previous chunk while this one runs (dispatch is asynchronous)
+        if pending is not None:
+            collect(pending)
+        pending = (t0, t_end, curves, ev)
+        if checkpoint is not None:
+            collect(pending)
+            pending = None
+            _checkpoint.save(checkpoint, c, config_hash, carry, rec.to_arrays())
+    if pending is not None:
+        collect(pending)
     if bar is not None:
         bar.close()
 
