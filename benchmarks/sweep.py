@@ -1,0 +1,785 @@
+"""jaxlr.sweep against hand-written baselines on sklearn digits, in one run, printed as ratios.
+
+Workloads (digits: 1,797 examples, X scaled to [0, 1], 10 classes, softmax cross-entropy):
+  (a) compute-bound: MLP 64-128-128-10 (pure-JAX params, relu), batch 128, Adam, 500 steps,
+      M in {1, 8, 32, 128} learning rates (logspace);
+  (b) dispatch-bound: logistic regression 64-10, batch 32, SGD, 500 steps, M = 64.
+Variants, all training the same model with the same optax transform and batch size:
+  jaxlr       ``jaxlr.sweep(..., progress=False)`` (default chunk size unless stated);
+  expert      hand-written: ``jit(vmap(train_one))``, ``train_one`` = init + ``lax.scan`` over
+              steps, per-member batches gathered on device from a precomputed index array
+              [M, steps, batch] (one program, one call, losses [M, steps] fetched at the end);
+  sequential  the same ``train_one`` jitted for ONE member, called M times (one per LR);
+  naive       a Python loop over members and steps of one jitted ``step(params, opt_state, lr,
+              x, y)`` (compiled once; the LR is an argument), batches sliced on the host.
+µs per member-step = wall time of the run without compilation / (M x steps). jaxlr.sweep
+compiles on every call, so its compile time (tracing + lowering + XLA compile, read from
+``jax.monitoring`` events) is subtracted from the call's wall time, its first call in a process
+is not timed when there are others, and later calls load their programs from a persistent
+compilation cache (a fresh directory per process); the baselines are compiled with
+``jit(...).lower(...).compile()`` (naive: first call minus a steady call) before timing.
+Each (workload, M) runs in its own subprocess (``--variant JSON``) with its variants
+alternating call by call; jaxlr/expert ratios are medians of back-to-back pairs. Peak RSS is
+per variant (VmHWM, reset through /proc/self/clear_refs before each call; process-wide).
+"cores" = CPU time / wall time of the timed runs (how many cores the run kept busy).
+(c) cores: a subprocess with ``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``
+times jaxlr.sweep on 1 device vs all of them (sweep shards members over all local devices by
+default), alternating, in the same process.
+
+Run: ``python benchmarks/sweep.py`` (full, ~6-7 minutes on 2 CPU cores) or ``--quick`` (a
+smoke test: 20 steps, M in {1, 4}, measured in this process except (c) and the one-thread
+sgemm). Record the printed tables in ``benchmarks/README.md`` with the machine and the date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxlr
+
+GOAL_EXPERT = 1.05  # jaxlr / expert µs per member-step, at every M
+GOAL_NAIVE = 5.0  # naive / jaxlr on (b)
+GOAL_CORES = 1.6  # speed-up from sharding members over 2 host devices
+GOAL_COMPILE = 1.5  # compile time at M=128 / M=1
+GOAL_CHUNK = 1.05  # chunk_size=50 / chunk_size=steps
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+SCRIPT = Path(__file__).resolve()
+
+
+# --------------------------------------------------------------------------- workloads
+
+
+class Workload(NamedTuple):
+    name: str
+    sizes: tuple[int, ...]  # layer widths, input first
+    batch_size: int
+    optimizer: Callable[[Any], optax.GradientTransformation]  # lr -> transform
+    lr_range: tuple[float, float]  # log10 bounds of the LR grid
+    random_init: bool  # He-normal weights (else zeros: logistic regression)
+
+    def lrs(self, m: int) -> np.ndarray:
+        return np.logspace(*self.lr_range, m).astype(np.float32)
+
+    def flops_per_member_step(self) -> float:
+        """Forward + backward of the dense layers: 3 x 2 x batch x sum(fan_in x fan_out)."""
+        macs = sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
+        return 3 * 2 * self.batch_size * macs
+
+
+WORKLOADS = {
+    "mlp": Workload("mlp", (64, 128, 128, 10), 128, optax.adam, (-4.0, -1.0), True),
+    "logreg": Workload("logreg", (64, 10), 32, optax.sgd, (-3.0, 0.5), False),
+}
+
+
+def make_init(wl: Workload) -> Callable[[jax.Array], list]:
+    """``key -> params``: a list of {"w", "b"} layers. One ``random.normal`` call for all weights
+    (each separate threefry call adds about a second of XLA compile time on CPU)."""
+    shapes = list(zip(wl.sizes[:-1], wl.sizes[1:], strict=True))
+    total = sum(a * b for a, b in shapes)
+
+    def init(key):
+        z = (jax.random.normal(key, (total,), jnp.float32) if wl.random_init
+             else jnp.zeros((total,), jnp.float32))
+        params, offset = [], 0
+        for a, b in shapes:
+            w = z[offset:offset + a * b].reshape(a, b) * np.float32(np.sqrt(2.0 / a))
+            params.append({"w": w, "b": jnp.zeros((b,), jnp.float32)})
+            offset += a * b
+        return params
+
+    return init
+
+
+def loss_fn(params: list, batch: tuple) -> jax.Array:
+    x, y = batch
+    for layer in params[:-1]:
+        x = jax.nn.relu(x @ layer["w"] + layer["b"])
+    logits = x @ params[-1]["w"] + params[-1]["b"]
+    return optax.losses.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def load_data() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return (x / 16.0).astype(np.float32), y.astype(np.int32)
+
+
+def member_indices(m: int, steps: int, n: int, bs: int) -> np.ndarray:
+    """[m, steps, bs] int32: member i's batches, each epoch a permutation drawn from (i, epoch)
+    of which the first n // bs full batches are used (as jaxlr.sweep does)."""
+    per_epoch = n // bs
+    epochs = -(-steps // per_epoch)
+    out = np.empty((m, epochs * per_epoch * bs), np.int32)
+    for i in range(m):
+        rng = np.random.default_rng(i)
+        out[i] = np.concatenate([rng.permutation(n)[:per_epoch * bs] for _ in range(epochs)])
+    return out.reshape(m, -1, bs)[:, :steps]
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def make_train_one(wl: Workload, init: Callable) -> Callable:
+    """One member's whole training run: init + lax.scan over its precomputed batch indices."""
+
+    def train_one(seed, lr, idx, x, y):
+        params = init(jax.random.key(seed))
+        tx = wl.optimizer(lr)
+
+        def step(carry, idx_t):
+            params, opt_state = carry
+            batch = (jnp.take(x, idx_t, axis=0), jnp.take(y, idx_t, axis=0))
+            loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), idx)
+        return params, losses
+
+    return train_one
+
+
+def make_naive_step(wl: Workload) -> Callable:
+    def step(params, opt_state, lr, x, y):
+        tx = wl.optimizer(lr)
+        loss, grads = jax.value_and_grad(loss_fn)(params, (x, y))
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return jax.jit(step, donate_argnums=(0, 1))
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+class Meter:
+    """Wall time, CPU time, peak RSS and the compile time reported by jax.monitoring over a
+    block."""
+
+    events: list[tuple[str, str, float]] = []
+    _registered = False
+
+    def __init__(self):
+        if not Meter._registered:
+            jax.monitoring.register_event_duration_secs_listener(Meter._listen)
+            Meter._registered = True
+
+    @staticmethod
+    def _listen(event: str, duration: float, **kwargs: Any) -> None:
+        if event in COMPILE_EVENTS:
+            Meter.events.append((event, str(kwargs.get("fun_name", "")), duration))
+
+    def __enter__(self):
+        Meter.events.clear()
+        _reset_peak_rss()
+        self.cpu0, self.t0 = _cpu_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = _cpu_seconds() - self.cpu0
+        self.rss = _peak_rss_mb()
+        self.compile = sum(d for _, _, d in Meter.events)
+        self.compile_chunk = sum(d for _, f, d in Meter.events if "chunk" in f)
+        return False
+
+
+def _cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _reset_peak_rss() -> None:
+    """Linux: writing 5 to /proc/self/clear_refs resets the peak RSS (VmHWM), so the peak of
+    one variant's calls can be read in a process that ran others before."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _final_loss(losses: np.ndarray) -> float:
+    last = np.asarray(losses)[:, -1]
+    return float(np.nanmedian(last)) if np.isfinite(last).any() else float("nan")
+
+
+class Variant:
+    """One way of training the members: ``setup()`` compiles (returns the seconds it took, or
+    None when ``call`` compiles itself), ``call()`` runs ``units`` member-steps and returns a
+    final loss (or None)."""
+
+    label: str
+    units: int
+    compiles_in_call = False
+
+    def setup(self) -> float | None:
+        return None
+
+    def call(self) -> float | None:
+        raise NotImplementedError
+
+
+class JaxlrSweep(Variant):
+    compiles_in_call = True
+
+    def __init__(self, wl, data, m, steps, label, chunk_size=None, n_devices=None):
+        self.label, self.units = label, m * steps
+        self.wl, self.data, self.steps, self.lrs = wl, data, steps, wl.lrs(m)
+        self.init, self.chunk_size, self.n_devices = make_init(wl), chunk_size, n_devices
+
+    def call(self):
+        devices = None if self.n_devices is None else jax.local_devices()[:self.n_devices]
+        res = jaxlr.sweep(self.init, loss_fn, self.data, lambda hp: self.wl.optimizer(hp["lr"]),
+                          jaxlr.grid(lr=self.lrs), steps=self.steps,
+                          batch_size=self.wl.batch_size, progress=False,
+                          chunk_size=self.chunk_size, devices=devices)
+        return _final_loss(res.loss)
+
+
+class Expert(Variant):
+    def __init__(self, wl, data, m, steps, label="expert"):
+        self.label, self.units = label, m * steps
+        self.wl, self.data, self.m, self.steps = wl, data, m, steps
+
+    def setup(self):
+        wl, m = self.wl, self.m
+        x, y = (jnp.asarray(a) for a in self.data)
+        idx = jnp.asarray(member_indices(m, self.steps, len(self.data[0]), wl.batch_size))
+        self.args = (jnp.zeros(m, jnp.int32), jnp.asarray(wl.lrs(m)), idx, x, y)
+        program = jax.jit(jax.vmap(make_train_one(wl, make_init(wl)),
+                                   in_axes=(0, 0, 0, None, None)))
+        t0 = time.perf_counter()
+        self.compiled = program.lower(*self.args).compile()
+        return time.perf_counter() - t0
+
+    def call(self):
+        params, losses = self.compiled(*self.args)
+        losses = np.asarray(losses)
+        jax.block_until_ready(params)
+        return _final_loss(losses)
+
+
+class Sequential(Variant):
+    """The expert's ``train_one`` jitted for one member, called once per member (k timed)."""
+
+    def __init__(self, wl, data, m, steps, k, label="sequential"):
+        self.label, self.units, self.k = label, min(m, k) * steps, min(m, k)
+        self.wl, self.data, self.m, self.steps = wl, data, m, steps
+
+    def setup(self):
+        wl = self.wl
+        x, y = (jnp.asarray(a) for a in self.data)
+        self.xy = (x, y)
+        self.idx = jnp.asarray(member_indices(self.k, self.steps, len(self.data[0]),
+                                              wl.batch_size))
+        self.lrs = jnp.asarray(wl.lrs(self.m))
+        program = jax.jit(make_train_one(wl, make_init(wl)))
+        t0 = time.perf_counter()
+        self.compiled = program.lower(jnp.int32(0), self.lrs[0], self.idx[0], x, y).compile()
+        return time.perf_counter() - t0
+
+    def call(self):
+        for i in range(self.k):
+            params, losses = self.compiled(jnp.int32(0), self.lrs[i], self.idx[i], *self.xy)
+            np.asarray(losses)
+            jax.block_until_ready(params)
+        return None
+
+
+class Naive(Variant):
+    """A Python loop over members and steps of one jitted step (km members x ks steps timed);
+    batches are sliced from host numpy arrays; losses fetched once per member."""
+
+    def __init__(self, wl, data, m, steps, km, ks, label="naive"):
+        self.km, self.ks = min(m, km), min(steps, ks)
+        self.label, self.units = label, self.km * self.ks
+        self.wl, self.data, self.m = wl, data, m
+
+    def setup(self):
+        wl, (xh, _) = self.wl, self.data
+        self.idx = member_indices(self.km + 1, self.ks, len(xh), wl.batch_size)
+        self.lrs = wl.lrs(self.m)
+        self.init, self.step = jax.jit(make_init(wl)), make_naive_step(wl)
+        times = self._member(self.km, 2, timed=True)  # a spare member: compiles init and step
+        return max(times[0] - times[1], 0.0)
+
+    def _member(self, i, n_steps, timed=False):
+        xh, yh = self.data
+        lr = self.lrs[i % self.m]
+        params = self.init(jax.random.key(0))
+        opt_state = self.wl.optimizer(lr).init(params)
+        jax.block_until_ready((params, opt_state))
+        losses, times = [], []
+        for t in range(n_steps):
+            b = self.idx[i, t]
+            t0 = time.perf_counter()
+            params, opt_state, loss = self.step(params, opt_state, lr, xh[b], yh[b])
+            if timed:
+                jax.block_until_ready(loss)
+                times.append(time.perf_counter() - t0)
+            losses.append(loss)
+        jax.device_get(losses)
+        return times
+
+    def call(self):
+        for i in range(self.km):
+            self._member(i, self.ks)
+        return None
+
+
+def make_variants(spec: dict, wl: Workload, data) -> list[Variant]:
+    m, steps = spec["members"], spec["steps"]
+    out: list[Variant] = []
+    for v in spec["variants"]:
+        kind, label = v["kind"], v["label"]
+        if kind == "jaxlr":
+            out.append(JaxlrSweep(wl, data, m, steps, label, v.get("chunk_size"),
+                                  v.get("n_devices")))
+        elif kind == "expert":
+            out.append(Expert(wl, data, m, steps, label))
+        elif kind == "sequential":
+            out.append(Sequential(wl, data, m, steps, v["members"], label))
+        elif kind == "naive":
+            out.append(Naive(wl, data, m, steps, v["members"], v["steps"], label))
+        else:
+            raise ValueError(f"unknown variant kind {kind!r}")
+    return out
+
+
+def use_compilation_cache(directory: str) -> None:
+    """jaxlr.sweep builds new jitted functions on every call, so each call compiles again; the
+    persistent compilation cache lets its repeated (timed) calls skip XLA compilation while the
+    first call still compiles cold (the directory starts empty)."""
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def measure(spec: dict) -> dict:
+    """Run the variants of ``spec`` (one workload, one M) in this process, alternating their
+    order every repetition; returns label -> measurements."""
+    if spec.get("sgemm"):
+        gflops, cores = sgemm_gflops()
+        return {"gflops": gflops, "cores": cores}
+    if spec.get("cache_dir"):
+        use_compilation_cache(spec["cache_dir"])
+    wl, data = WORKLOADS[spec["model"]], load_data()
+    jax.block_until_ready(jnp.zeros(1) + 1)
+    _reset_peak_rss()
+    base = _peak_rss_mb()
+    variants = make_variants(spec, wl, data)
+    rec = {v.label: {"run": [], "cpu": [], "compile": [], "chunk": [], "rss": 0.0}
+           for v in variants}
+    for v in variants:
+        if not v.compiles_in_call:
+            with Meter() as mt:
+                rec[v.label]["compile"].append(v.setup())
+            rec[v.label]["rss"] = mt.rss
+    for rep in range(spec["reps"]):
+        for v in variants if rep % 2 == 0 else variants[::-1]:
+            r = rec[v.label]
+            with Meter() as mt:
+                loss = v.call()
+            comp = mt.compile if v.compiles_in_call else 0.0
+            r["run"].append(mt.wall - comp)
+            r["cpu"].append(max(mt.cpu - comp, 0.0))  # XLA compiles on about one core
+            if v.compiles_in_call:
+                r["compile"].append(mt.compile)
+                r["chunk"].append(mt.compile_chunk)
+            r["rss"] = max(r["rss"], mt.rss)
+            r["loss"] = loss
+    out = {}
+    for v in variants:
+        r = rec[v.label]
+        # jaxlr.sweep's first call in a process also pays one-time costs: time the others
+        keep = slice(1, None) if v.compiles_in_call and len(r["run"]) > 1 else slice(None)
+        run, cpu = r["run"][keep], r["cpu"][keep]
+        out[v.label] = {
+            "us": statistics.median(run) / v.units * 1e6, "runs_s": r["run"], "cpus_s": r["cpu"],
+            "units": v.units, "first_untimed": keep.start == 1,
+            "cpu_us": statistics.median(cpu) / v.units * 1e6, "n_timed": len(run),
+            "spread": (max(run) - min(run)) / statistics.median(run) if len(run) > 1 else None,
+            "cores": sum(cpu) / max(sum(run), 1e-9), "compile_s": r["compile"][0],
+            "compile_chunk_s": r["chunk"][0] if r["chunk"] else None,
+            "recompile_s": r["compile"][1:] if v.compiles_in_call else [],
+            "loss": r.get("loss"), "rss_mb": r["rss"], "rss_base_mb": base,
+            "timed": [getattr(v, "k", None) or getattr(v, "km", None) or spec["members"],
+                      getattr(v, "ks", None) or spec["steps"]],
+        }
+    return out
+
+
+def measure_in_subprocess(spec: dict, host_devices: int = 1, flags: tuple[str, ...] = ()) -> dict:
+    flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
+             if not f.startswith("--xla_force_host_platform_device_count")] + list(flags)
+    if host_devices > 1:
+        flags.append(f"--xla_force_host_platform_device_count={host_devices}")
+    env = {**os.environ, "XLA_FLAGS": " ".join(flags)}
+    with tempfile.TemporaryDirectory(prefix="jaxlr-bench-cache-") as cache_dir:
+        arg = json.dumps({**spec, "cache_dir": cache_dir})
+        proc = subprocess.run([sys.executable, str(SCRIPT), "--variant", arg], env=env,
+                              capture_output=True, text=True, timeout=900)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"measurement {spec} failed (exit {proc.returncode}):\n"
+                       f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+# --------------------------------------------------------------------------- report
+
+
+def sgemm_gflops(n: int = 1024, reps: int = 20) -> tuple[float, float]:
+    """GFLOP/s of a jitted float32 n x n matmul (median of ``reps`` calls) and the cores it
+    kept busy (CPU time / wall time)."""
+    a = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(2), (n, n), jnp.float32)
+    f = jax.jit(jnp.matmul)
+    jax.block_until_ready(f(a, b))
+    times = []
+    cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(f(a, b))
+        times.append(time.perf_counter() - t0)
+    cores = (_cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
+    return 2 * n**3 / statistics.median(times) / 1e9, cores
+
+
+def repeat_call_compile() -> tuple[float, float]:
+    """Compile seconds of two identical small jaxlr.sweep calls in this process."""
+    wl, data = WORKLOADS["logreg"], load_data()
+    out = []
+    for _ in range(2):
+        with Meter() as mt:
+            JaxlrSweep(wl, data, 2, 10, "probe").call()
+        out.append(mt.compile)
+    return out[0], out[1]
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def fmt(x: float, digits: int = 1) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:,.{digits}f}"
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def plan(quick: bool) -> dict:
+    """What to measure. Full: ~8 minutes on 2 busy CPU cores; quick: a smoke test."""
+    if quick:
+        return dict(steps=20, cases=[("mlp", 1, 1), ("mlp", 4, 2), ("logreg", 4, 1)],
+                    chunk_case=("mlp", 4), chunk_small=5, subset=(2, 20),
+                    core_model="logreg", core_cases=[(4, 1)], compile_pair=(1, 4))
+    return dict(steps=500, cases=[("mlp", 1, 3), ("mlp", 8, 3), ("mlp", 32, 3), ("mlp", 128, 2),
+                                  ("logreg", 64, 5)],
+                chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
+                core_model="mlp", core_cases=[(8, 3), (32, 2)], compile_pair=(1, 128))
+
+
+def case_spec(p: dict, model: str, m: int, reps: int) -> dict:
+    steps, (sub_m, sub_s) = p["steps"], p["subset"]
+    variants = [{"kind": "expert", "label": "expert"}, {"kind": "jaxlr", "label": "jaxlr"}]
+    if min(steps, 200) != steps:  # the default chunk size pads the last chunk
+        variants.append({"kind": "jaxlr", "label": f"jaxlr chunk_size={steps}",
+                         "chunk_size": steps})
+    if (model, m) == p["chunk_case"]:
+        variants.append({"kind": "jaxlr", "label": f"jaxlr chunk_size={p['chunk_small']}",
+                         "chunk_size": p["chunk_small"]})
+    variants.append({"kind": "sequential", "label": "sequential", "members": sub_m})
+    variants.append({"kind": "naive", "label": "naive", "members": sub_m, "steps": sub_s})
+    return {"model": model, "members": m, "steps": steps, "reps": reps, "variants": variants}
+
+
+def header(quick: bool, gflops: float, gcores: float, gflops1: float, steps: int) -> None:
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print("# jaxlr.sweep benchmark" + (" (--quick: smoke test, numbers meaningless)"
+                                       if quick else ""))
+    print()
+    print(f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
+    print(f"- machine: {platform.platform()}; CPU {cpu_name()}; os.cpu_count()={os.cpu_count()}")
+    print(f"- load average at start: {load} (other processes share the cores and add noise)")
+    print(f"- jax {jax.__version__} (backend {jax.default_backend()}), optax {optax.__version__},"
+          f" jaxlr {jaxlr.__version__}, python {platform.python_version()}")
+    print(f"- sgemm: jitted float32 1024x1024 matmul: {gflops:.1f} GFLOP/s "
+          f"(kept {gcores:.1f} cores busy); on one thread "
+          f"(XLA_FLAGS=--xla_cpu_multi_thread_eigen=false): {gflops1:.1f} GFLOP/s")
+    where = ("this process, except (c)" if quick
+             else "one subprocess per workload and M, variants alternating inside it")
+    print(f"- steps={steps}; measurements: {where}", flush=True)
+    print()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 20 steps, M in {1, 4}, measured in this process")
+    ap.add_argument("--variant", default=None, metavar="JSON",
+                    help="internal: measure one spec (workload, M, variants) in this process and "
+                         "print RESULT <json> (the parent runs each case in a subprocess)")
+    args = ap.parse_args(argv)
+    if args.variant:
+        print("RESULT " + json.dumps(measure(json.loads(args.variant))), flush=True)
+        return 0
+
+    p = plan(args.quick)
+    steps, started = p["steps"], time.perf_counter()
+    gflops, gcores = sgemm_gflops()
+    one_core = measure_in_subprocess({"sgemm": True}, flags=("--xla_cpu_multi_thread_eigen=false",))
+    header(args.quick, gflops, gcores, one_core["gflops"], steps)
+    gflops = one_core["gflops"]  # the MLP runs keep about one core busy: compare with one core
+    recompile = repeat_call_compile()
+
+    def run(spec: dict, host_devices: int = 1) -> dict:
+        if args.quick and host_devices == 1:
+            return measure(spec)
+        return measure_in_subprocess(spec, host_devices)
+
+    def progress(what: str) -> None:
+        print(f"  measured {what} ({time.perf_counter() - started:.0f} s)", flush=True)
+
+    results = {}
+    for model, m, reps in p["cases"]:
+        results[model, m] = run(case_spec(p, model, m, reps))
+        progress(f"{model} M={m}")
+    cores = os.cpu_count() or 1
+    many = f"{cores} devices"
+    core_results = {}
+    for m, reps in p["core_cases"]:
+        spec = {"model": p["core_model"], "members": m, "steps": steps, "reps": reps,
+                "variants": [{"kind": "jaxlr", "label": "1 device", "n_devices": 1},
+                             {"kind": "jaxlr", "label": many}]}
+        core_results[m] = run(spec, host_devices=cores)
+        progress(f"cores M={m}")
+    print()
+    misses: list[str] = []
+    report_variants(results, gflops, steps)
+    report_ratios(results, steps, misses)
+    report_cores(core_results, p["core_model"], cores, misses)
+    report_compile(results, p["compile_pair"], recompile, misses, cached=not args.quick)
+    report_chunks(results[p["chunk_case"]], p, misses)
+    print(f"goals missed: {'; '.join(misses) if misses else 'none'}")
+    print(f"total time: {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+def _goal(ok: bool) -> str:
+    return "met" if ok else "**MISSED**"
+
+
+def report_variants(results: dict, gflops: float, steps: int) -> None:
+    rows = []
+    for (model, m), r in results.items():
+        wl = WORKLOADS[model]
+        for label, v in r.items():
+            gf = wl.flops_per_member_step() / (v["us"] * 1e-6) / 1e9
+            timed = ""
+            spread = f"{v['n_timed']}" + (f", ±{50 * v['spread']:.0f}%" if v["spread"] else "")
+            if v["timed"] != [m, steps]:
+                timed = f" ({v['timed'][0]}×{v['timed'][1]} timed)"
+            rows.append([f"{model} ({'a' if model == 'mlp' else 'b'})", m, label + timed,
+                         fmt(v["us"]), spread, fmt(v["cpu_us"]), fmt(v["compile_s"], 2),
+                         fmt(v["rss_mb"], 0),
+                         fmt(v["cores"], 2), fmt(gf), fmt(100 * gf / gflops),
+                         fmt(v.get("loss"), 4)])
+    print("## Per variant")
+    print()
+    print(table(["workload", "M", "variant", "µs/member-step", "runs, spread",
+                 "CPU µs/member-step",
+                 "compile s", "peak RSS MB",
+                 "cores", "GFLOP/s", "% sgemm", "final loss"], rows))
+    print()
+    base = min(v["rss_base_mb"] for r in results.values() for v in r.values())
+    print("µs/member-step: median wall time over repetitions (jaxlr.sweep: its compile time "
+          "subtracted, its first call in the process not timed when there were others; its "
+          "later calls load their programs from a persistent compilation cache). CPU µs: the "
+          "same with the process's CPU time (less sensitive to other processes on the machine; "
+          "counts every thread). compile s: jaxlr variants after the first one reuse its cached "
+          "init program. runs, spread: timed runs and ±half their (max - min) / median. "
+          "(k×s timed): k "
+          "members × s steps timed, extrapolated to M members × all steps. peak RSS: of the "
+          f"process during that variant's calls (after importing JAX and loading the data: "
+          f"{base:.0f} MB). cores: CPU time / wall time of the timed calls. GFLOP/s: dense "
+          "forward + backward FLOPs (3 × 2 × batch × Σ fan_in·fan_out per member-step) / time; "
+          "% sgemm: of the one-thread 1024² matmul above. final loss: median over members of "
+          "the last step's batch loss (jaxlr and expert train the same models on different batch "
+          "orders).")
+    print()
+
+
+def paired(a: dict, b: dict, key: str = "runs_s") -> float:
+    """Median over repetitions of a's time / b's time per member-step, each pair measured back
+    to back in one process (so a change of load on the machine hits both alike); calls that
+    were not timed (a jaxlr.sweep's first call) are left out."""
+    skip = 1 if a["first_untimed"] or b["first_untimed"] else 0
+    pairs = list(zip(a[key], b[key], strict=True))[skip:] or list(zip(a[key], b[key],
+                                                                      strict=True))
+    return statistics.median((x / a["units"]) / (y / b["units"]) for x, y in pairs)
+
+
+def report_ratios(results: dict, steps: int, misses: list[str]) -> None:
+    rows = []
+    for (model, m), r in results.items():
+        jx = r["jaxlr"]["us"]
+        ratio = paired(r["jaxlr"], r["expert"])
+        nopad = paired(r.get(f"jaxlr chunk_size={steps}", r["jaxlr"]), r["expert"])
+        naive = r["naive"]["us"] / jx
+        goals = f"≤ {GOAL_EXPERT}: {_goal(ratio <= GOAL_EXPERT)}"
+        if ratio > GOAL_EXPERT:
+            misses.append(f"jaxlr/expert {model} M={m}: {ratio:.2f}")
+        if model == "logreg":
+            goals += f"; naive ≥ {GOAL_NAIVE:g}×: {_goal(naive >= GOAL_NAIVE)}"
+            if naive < GOAL_NAIVE:
+                misses.append(f"naive/jaxlr {model} M={m}: {naive:.1f}")
+        cpu = paired(r["jaxlr"], r["expert"], "cpus_s")
+        rows.append([model, m, f"{ratio:.3f}", f"{cpu:.3f}", f"{nopad:.3f}",
+                     f"{r['sequential']['us'] / jx:.2f}", f"{naive:.1f}", goals])
+    print("## Ratios of µs per member-step")
+    print()
+    print("jaxlr/expert columns: median over repetitions of the ratio of two runs timed back to "
+          "back in one process (wall time; 'CPU time': the process's CPU time). sequential/"
+          "jaxlr, naive/jaxlr: ratios of the medians.")
+    print()
+    print(table(["workload", "M", "jaxlr/expert", "same, CPU time",
+                 f"jaxlr chunk_size={steps} / expert",
+                 "sequential/jaxlr", "naive/jaxlr", "goals"], rows))
+    print()
+
+
+def report_cores(core_results: dict, model: str, cores: int, misses: list[str]) -> None:
+    many = f"{cores} devices"
+    rows = []
+    for m, r in core_results.items():
+        one, all_ = r["1 device"], r[many]
+        speed = paired(one, all_)
+        if speed < GOAL_CORES:
+            misses.append(f"cores {model} M={m}: {speed:.2f}×")
+        rows.append([m, fmt(one["us"]), fmt(all_["us"]), f"{one['cores']:.2f} / "
+                     f"{all_['cores']:.2f}", f"{speed:.2f}×",
+                     f"≥ {GOAL_CORES}×: {_goal(speed >= GOAL_CORES)}"])
+    print(f"## (c) Cores: {model}, jaxlr.sweep on 1 vs {cores} host devices")
+    print()
+    print(table(["M", "1 device µs/member-step", f"{many} µs/member-step",
+                 "cores busy (1 / N)", "speed-up", "goal"], rows))
+    print()
+    print(f"One subprocess with XLA_FLAGS=--xla_force_host_platform_device_count={cores}: "
+          "devices=jax.local_devices()[:1] vs the default (all local devices), alternating; "
+          "speed-up: median of the paired ratios.")
+    print()
+
+
+def report_compile(results: dict, pair: tuple[int, int], recompile: tuple[float, float],
+                   misses: list[str], cached: bool) -> None:
+    m1, m2 = pair
+    c1, c2 = results["mlp", m1]["jaxlr"], results["mlp", m2]["jaxlr"]
+    total = c2["compile_s"] / c1["compile_s"]
+    chunk = c2["compile_chunk_s"] / c1["compile_chunk_s"]
+    if total > GOAL_COMPILE:
+        misses.append(f"compile M={m2}/M={m1}: {total:.2f}")
+    print("## jaxlr.sweep compile time (MLP, its first call in the process)")
+    print()
+    print(table(["", f"M={m1}", f"M={m2}", f"M={m2} / M={m1}", "goal"], [
+        ["all programs, s", fmt(c1["compile_s"], 2), fmt(c2["compile_s"], 2), f"{total:.2f}",
+         f"≤ {GOAL_COMPILE}: {_goal(total <= GOAL_COMPILE)}"],
+        ["the chunk program, s", fmt(c1["compile_chunk_s"], 2), fmt(c2["compile_chunk_s"], 2),
+         f"{chunk:.2f}", ""]]))
+    rec = [x for r in results.values() for v in r.values() for x in v["recompile_s"]]
+    print()
+    print(f"A second identical jaxlr.sweep call in the same process (logreg, M=2, 10 steps, no "
+          f"persistent cache) compiled again: {recompile[1]:.2f} s (first call "
+          f"{recompile[0]:.2f} s).", end=" ")
+    if cached and rec:
+        print(f"With the persistent compilation cache the benchmark's subprocesses use, repeated "
+              f"calls still spent {min(rec):.2f}–{max(rec):.2f} s each tracing, lowering and "
+              "loading the cached programs.", end="")
+    print()
+    print()
+
+
+def report_chunks(r: dict, p: dict, misses: list[str]) -> None:
+    steps, small = p["steps"], p["chunk_small"]
+    base_label = f"jaxlr chunk_size={steps}" if f"jaxlr chunk_size={steps}" in r else "jaxlr"
+    base = r[base_label]["us"]
+    rows = []
+    for label in (base_label, f"jaxlr chunk_size={small}", "jaxlr"):
+        if label == base_label and label == "jaxlr" and rows:
+            continue
+        over = paired(r[label], r[base_label])
+        goal = ""
+        if label == f"jaxlr chunk_size={small}":
+            goal = f"≤ {GOAL_CHUNK}: {_goal(over <= GOAL_CHUNK)}"
+            if over > GOAL_CHUNK:
+                misses.append(f"chunk_size={small} / chunk_size={steps}: {over:.3f}")
+        name = "jaxlr default chunk_size" if label == "jaxlr" else label
+        rows.append([name, fmt(r[label]["us"]), f"{over:.3f}", goal])
+    m = p["chunk_case"][1]
+    print(f"## Chunking overhead (MLP, M={m}, {steps} steps)")
+    print()
+    print(table(["configuration", "µs/member-step", f"/ chunk_size={steps} (paired)", "goal"],
+                rows))
+    extra = -(-steps // small) - 1
+    if base_label != "jaxlr" and extra > 0:
+        per_chunk = (r[f"jaxlr chunk_size={small}"]["us"] - base) * m * steps / 1e3 / extra
+        print()
+        print(f"chunk_size={small} runs {extra} more chunks than chunk_size={steps}: "
+              f"{per_chunk:.1f} ms per extra chunk (host work between chunks: batch indices, "
+              "loss/LR transfers, dispatch).")
+    k = min(steps, 200)
+    print()
+    print(f"The default chunk_size is min(steps, eval_every or 200) = {k}: {steps} steps run as "
+          f"{-(-steps // k)} chunk(s) = {-(-steps // k) * k} scanned steps (the last chunk's tail "
+          "is computed, then masked).")
+    print()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
