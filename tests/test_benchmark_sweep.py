@@ -6,9 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # ~50 s of subprocesses: run with `pytest -m slow`
 def test_sweep_benchmark_quick():
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "sweep.py"), "--quick"],
