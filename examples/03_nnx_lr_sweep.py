@@ -25,6 +25,7 @@ import jaxlr
 
 SMOKE = os.environ.get("JAXLR_EXAMPLE_SMOKE") == "1"
 STEPS = 20 if SMOKE else 500
+WARMUP = 5 if SMOKE else 50
 NUM_LRS = 4 if SMOKE else 16
 
 
@@ -45,7 +46,7 @@ def loss_fn(model: MLP, batch):
 
 
 def optimizer(hp):
-    schedule = jaxlr.warmup(jaxlr.cosine_decay(hp["lr"], STEPS - 50), 50)
+    schedule = jaxlr.warmup(jaxlr.cosine_decay(hp["lr"], STEPS - WARMUP), WARMUP)
     return jaxlr.adam(schedule)
 
 

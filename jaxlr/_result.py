@@ -127,7 +127,7 @@ class SweepResult:
         return self._assemble(params, rest)
 
     def table(self) -> str:
-        """A printable summary: one row per setting, mean ± std over seeds."""
+        """A printable summary: one row per setting, mean ± std over its non-diverged seeds."""
         names = [k for k in self.hparams if k != "seed"]
         cols = ["final loss"] + (["eval loss"] if self.eval is not None else [])
         cols += sorted(self.eval_aux)
@@ -138,7 +138,7 @@ class SweepResult:
             for c in cols:
                 vals = (self.final_loss() if c == "final loss" else
                         self.metric("eval") if c == "eval loss" else self.metric(c))[idx]
-                ok = vals[np.isfinite(vals)]
+                ok = vals[np.isfinite(vals) & ~self.diverged[idx]]  # as best(): diverged out
                 spread = f" ± {ok.std():.2g}" if len(idx) > 1 and ok.size else ""
                 cells.append(f"{ok.mean():.4g}{spread}" if ok.size else "—")
             cells.append(f"{int(self.diverged[idx].sum())}/{len(idx)}")
@@ -172,3 +172,12 @@ class SweepResult:
             out["eval"] = self.eval
             out.update({f"eval_{k}": v for k, v in self.eval_aux.items()})
         return out
+
+    def save(self, directory: Any) -> dict[str, Any]:
+        """Write ``results.npz`` (every curve, evaluation and divergence; no trained params)
+        and ``summary.json`` (the table rows, the best setting, each member's diagnosis) into
+        ``directory``, plus ``sweep.png`` when matplotlib is installed; read it back with
+        :func:`jaxlr.load`. Returns the summary (see :func:`jaxlr._records.save`)."""
+        from jaxlr import _records
+
+        return _records.save(self, directory)

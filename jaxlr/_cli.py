@@ -1,0 +1,428 @@
+"""The ``jaxlr`` command: ``sweep | find | report | resume``.
+
+``jaxlr sweep`` with no arguments trains the embedded default: an NNX MLP (64-128-10) on
+scikit-learn's copy of the UCI digits (1,797 8x8 images, no download; a fixed 80/20 split),
+Adam, 16 log-spaced LRs (1e-4..1) x 3 seeds, 500 steps of batch 128, all 48 members as ONE
+compiled program; it prints a table (mean ± std over seeds of the final eval loss and
+accuracy, the diagnosis), the recommended LR, and writes a run directory (see
+:mod:`jaxlr._records`). Any sweepable option given a comma list becomes a grid axis
+(``--warmup-steps 0,50,100``); its values reach the optimizer traced, so the grid compiles once.
+
+User mistakes are one line on stderr and exit code 2 (``JAXLR_DEBUG=1`` shows the traceback).
+JAX is configured lazily: on a CPU with several cores, unless ``XLA_FLAGS`` is set, the host is
+split into one XLA device per core before the backend starts, and the members are sharded
+over them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxlr import _records
+from jaxlr._tasks import (
+    DATASETS,
+    MODELS,
+    OPTIMIZER_PARAMS,
+    OPTIMIZERS,
+    PARAM,
+    PARAMS,
+    SCHEDULES,
+    UsageError,
+    build_task,
+    loss_fn,
+    make_model,
+    make_optimizer,
+    resolve,
+    swept,
+)
+
+# --------------------------------------------------------------------------- devices
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS/Windows
+        return os.cpu_count() or 1
+
+
+def _backends_initialized() -> bool:
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):  # pragma: no cover - older/newer jax
+        return False
+
+
+def configure_devices(requested: int | None) -> None:
+    """Before JAX starts its backend: one host device per CPU core (or ``requested``), unless
+    the user set ``XLA_FLAGS`` with a device count (then theirs wins)."""
+    if _backends_initialized():
+        return
+    flags = os.environ.get("XLA_FLAGS")
+    if flags is not None and (requested is None or "device_count" in flags):
+        return
+    count = requested if requested is not None else _cores()
+    if count <= 1 and requested is None:
+        return
+    os.environ["XLA_FLAGS"] = f"{flags or ''} --xla_force_host_platform_device_count={count}"
+    os.environ["XLA_FLAGS"] = os.environ["XLA_FLAGS"].strip()
+
+
+def pick_devices(requested: int | None) -> list:
+    import jax
+
+    devices = jax.local_devices()
+    if requested is None:
+        return devices
+    if requested > len(devices):
+        hint = ("; JAX was already started in this process" if _backends_initialized() else "")
+        raise UsageError(f"--devices {requested}: only {len(devices)} {jax.default_backend()} "
+                         f"device(s) are available{hint}; set XLA_FLAGS=--xla_force_host_"
+                         f"platform_device_count={requested} for that many CPU devices, or "
+                         "lower --devices")
+    return devices[:requested]
+
+
+# --------------------------------------------------------------------------- restore
+
+
+def restore_state(config: dict, checkpoints: Path, members: int) -> tuple[Any, Callable]:
+    """The trained ``(params, rest)`` [M, ...] of a finished ``jaxlr sweep`` run, from its
+    last checkpoint, and the function assembling one member's model. Raises ValueError."""
+    import hashlib
+
+    import jax
+    import jax.numpy as jnp
+
+    from jaxlr._models import adapt
+    from jaxlr._sweep import _Program, blowup_rule
+
+    s = config["settings"]
+    task = build_task(s, data=False)
+    model = adapt(task.init, loss_fn)
+    program = _Program(model, task.optimizer, s["steps"], blowup_rule(100.0))
+    hp = {k: jnp.asarray(v[:1]) for k, v in task.grid.columns.items()}
+    like = jax.eval_shape(jax.vmap(program.init), hp)
+    leaves_like, treedef = jax.tree.flatten(like)
+    last_chunk = -(-s["steps"] // s["chunk_size"]) - 1
+    for path in sorted(Path(checkpoints).glob("ckpt-*"), reverse=True):
+        try:
+            manifest = json.loads((path / "manifest.json").read_text())
+            blob = (path / "arrays.npz").read_bytes()
+            if hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
+                continue
+        except (OSError, ValueError, KeyError):
+            continue
+        if manifest["chunk"] != last_chunk:
+            raise ValueError(f"the newest checkpoint in {checkpoints} is not the last step's")
+        with np.load(path / "arrays.npz") as z:
+            leaves = [z[f"leaf{i}"] for i in range(len(leaves_like))]
+        leaves = [jax.random.wrap_key_data(x) if jax.dtypes.issubdtype(
+            like.dtype, jax.dtypes.prng_key) else x for x, like in zip(leaves, leaves_like)]
+        carry = jax.tree.unflatten(treedef, leaves)
+        state = jax.tree.map(lambda a: a[:members], (carry.params, carry.rest))
+        return state, model.assemble
+    raise ValueError(f"no valid checkpoint in {checkpoints}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _info(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _write_config(run_dir: Path, s: dict, ns: argparse.Namespace, argv: Sequence[str],
+                  devices: list) -> None:
+    import jaxlr
+
+    s["devices"] = len(devices)
+    grid = {"axes": swept(s), "seeds": s["seeds"],
+            "members": int(np.prod([len(v) for v in swept(s).values()] or [1])) * len(
+                s["seeds"])}
+    _records.write_json(run_dir / _records.CONFIG, {
+        "command": s["command"], "jaxlr_version": jaxlr.__version__, "argv": list(argv),
+        "args": {k: v for k, v in vars(ns).items()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": s, "grid": grid})
+    _records.write_json(run_dir / _records.ENVIRONMENT, _records.environment())
+
+
+def _describe(s: dict, devices: list) -> str:
+    axes = swept(s)
+    n_seeds = len(s["seeds"])
+    shape = " x ".join([*(f"{len(v)} {k}" for k, v in axes.items()),
+                        f"{n_seeds} seed{'s' * (n_seeds != 1)}"])
+    members = int(np.prod([len(v) for v in axes.values()] or [1])) * len(s["seeds"])
+    kind = devices[0].platform if devices else "?"
+    what = (f"{s['schedule']} schedule" if "schedule" in s else
+            f"LR ramp {s['min_lr']:g}..{s['max_lr']:g}")
+    return (f"jaxlr {s['command']}: {members} members ({shape}); {s['model']} on "
+            f"{s['dataset']}, {s['optimizer']}, {what}, {s['steps']} steps of batch "
+            f"{s['batch_size']}; {len(devices)} {kind} device(s)")
+
+
+def _print_sweep(summary: dict, run_dir: Path, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(_records._plain({"run_dir": str(run_dir), **summary}), indent=2))
+        return
+    print(_records.format_table(summary))
+    print(_records.format_recommendation(summary))
+    counts = summary.get("label_counts") or {}
+    if counts:
+        print("diagnosis: " + ", ".join(f"{n} {k}" for k, n in sorted(
+            counts.items(), key=lambda kv: -kv[1])) + f"  (of {summary['members']} members)")
+    print(f"run directory: {run_dir}")
+
+
+def _sweep(s: dict, run_dir: Path, devices: list, progress: bool) -> Any:
+    import jaxlr
+
+    task = build_task(s)
+    return jaxlr.sweep(task.init, loss_fn, task.train, task.optimizer, task.grid,
+                       steps=s["steps"], batch_size=s["batch_size"], eval_data=task.eval,
+                       eval_every=s["eval_every"], devices=devices,
+                       checkpoint=str(run_dir / _records.CHECKPOINTS), progress=progress,
+                       chunk_size=s["chunk_size"])
+
+
+def _finish_sweep(s: dict, run_dir: Path, devices: list, ns: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    try:
+        result = _sweep(s, run_dir, devices, not ns.no_progress)
+    except KeyboardInterrupt:
+        _info(f"\ninterrupted; continue with: jaxlr resume {run_dir}")
+        return 130
+    elapsed = time.perf_counter() - t0
+    summary = _records.save(result, run_dir, extra={"run_dir": str(run_dir),
+                                                    "elapsed_s": round(elapsed, 2)})
+    _print_sweep(summary, run_dir, ns.json)
+    if not ns.json:
+        _info(f"trained in {elapsed:.1f} s; re-print with: jaxlr report {run_dir}")
+    return 0
+
+
+def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    s = resolve(ns)
+    configure_devices(ns.devices)
+    devices = pick_devices(ns.devices)
+    run_dir = _records.make_run_dir(ns.out, "sweep")
+    _write_config(run_dir, s, ns, argv, devices)
+    _info(_describe(s, devices))
+    _info(f"run directory: {run_dir}")
+    return _finish_sweep(s, run_dir, devices, ns)
+
+
+def cmd_resume(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    run_dir = Path(ns.dir)
+    config_path = run_dir / _records.CONFIG
+    if not config_path.is_file():
+        raise UsageError(f"{run_dir} holds no {_records.CONFIG}: not a jaxlr run directory; "
+                         "give a directory written by jaxlr sweep")
+    config = _records.read_json(config_path)
+    if config.get("command") != "sweep":
+        raise UsageError(f"{run_dir} holds a jaxlr {config.get('command')} run; only sweeps "
+                         f"resume (rerun it instead)")
+    s = config["settings"]
+    if (run_dir / _records.RESULTS).is_file():
+        _info(f"{run_dir} already finished; its report:")
+        return cmd_report(argparse.Namespace(dir=str(run_dir), json=ns.json, no_plot=True))
+    configure_devices(s["devices"])
+    devices = pick_devices(s["devices"])
+    _info(_describe(s, devices))
+    _info(f"resuming from {run_dir / _records.CHECKPOINTS}")
+    return _finish_sweep(s, run_dir, devices, ns)
+
+
+def cmd_find(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    import jaxlr
+
+    s = resolve(ns)
+    configure_devices(ns.devices)
+    devices = pick_devices(ns.devices)
+    run_dir = _records.make_run_dir(ns.out, "find")
+    _write_config(run_dir, s, ns, argv, devices)
+    _info(_describe(s, devices))
+    _info(f"run directory: {run_dir}")
+    spec = DATASETS[s["dataset"]]
+    x, y, _, _ = spec.load()
+    constants = {k: v[0] for k, v in s["params"].items()}
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        result = jaxlr.find_lr(make_model(s["model"], spec), loss_fn, (x, y),
+                               lambda schedule: make_optimizer(s, constants, schedule),
+                               min_lr=s["min_lr"], max_lr=s["max_lr"], steps=s["steps"],
+                               seeds=s["seeds"], batch_size=s["batch_size"], beta=s["beta"],
+                               progress=not ns.no_progress)
+    for w in caught:
+        _info(f"warning: {w.message}")
+    elapsed = time.perf_counter() - t0
+    summary = _records.save_finder(result, run_dir, extra={"run_dir": str(run_dir),
+                                                           "elapsed_s": round(elapsed, 2)})
+    if ns.json:
+        print(json.dumps(_records._plain(summary), indent=2))
+    else:
+        print(_records.format_finder(summary))
+        png = run_dir / _records.FINDER_PNG
+        print(f"run directory: {run_dir}" + (f"  (plot: {png})" if png.exists() else ""))
+    return 0
+
+
+def cmd_report(ns: argparse.Namespace, argv: Sequence[str] = ()) -> int:
+    run_dir = Path(ns.dir)
+    try:
+        result = _records.load(run_dir)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    from jaxlr._finder import FinderResult
+
+    if isinstance(result, FinderResult):
+        summary = _records.finder_summary(result)
+        if not ns.no_plot:
+            _records.plot_finder_png(result, run_dir)
+        if ns.json:
+            print(json.dumps(_records._plain({"run_dir": str(run_dir), **summary}), indent=2))
+        else:
+            print(_records.format_finder(summary))
+            print(f"run directory: {run_dir}")
+        return 0
+    summary = _records.summarize(result)
+    if not ns.no_plot:
+        _records.plot_sweep_png(result, run_dir)
+    _print_sweep(summary, run_dir, ns.json)
+    return 0
+
+
+# --------------------------------------------------------------------------- argparse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (raised, so main returns 2 instead of exiting)."""
+
+    def error(self, message: str):  # noqa: D102
+        raise UsageError(f"{message}; see {self.prog} --help")
+
+
+def _common(p: argparse.ArgumentParser, *, steps: int, seeds: str) -> None:
+    g = p.add_argument_group("task")
+    g.add_argument("--dataset", choices=sorted(DATASETS), default="digits",
+                   help="dataset (default digits: " + DATASETS["digits"].description + ")")
+    g.add_argument("--model", choices=MODELS, default="mlp",
+                   help="mlp: 64-128-10 MLP; cnn: two 3x3 convs on the 8x8 images; logreg: "
+                   "linear (default mlp)")
+    g.add_argument("--steps", default=steps, help=f"training steps (default {steps})")
+    g.add_argument("--batch-size", default=128, help="examples per step (default 128)")
+    g.add_argument("--seeds", default=seeds, help=f"a count (seeds 0..n-1) or a comma list "
+                   f"(default {seeds})")
+    o = p.add_argument_group("optimizer (a comma list of values sweeps them; floats also "
+                             "take a log range lo:hi:n)")
+    o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
+                   help="(default adam; momentum = sgd with momentum 0.9)")
+    o.add_argument("--convention", choices=("optax", "torch"), default="optax",
+                   help="numerics of optax (default) or PyTorch")
+    o.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
+    for name in OPTIMIZER_PARAMS:
+        o.add_argument(PARAM[name].flag, help=PARAM[name].help)
+    r = p.add_argument_group("run")
+    r.add_argument("--out", help="run directory (default runs/<timestamp>-<command>)")
+    r.add_argument("--devices", type=int, help="shard over this many devices (default: all; "
+                   "on a CPU one device per core, unless XLA_FLAGS is set)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="jaxlr", description="Choose, schedule and diagnose the learning "
+                     "rate of a JAX model: vectorized LR sweeps and the LR range test.")
+    parser.add_argument("--version", action="version",
+                        version=f"jaxlr {_records._version('jaxlr')}")
+    sub = parser.add_subparsers(dest="command", metavar="{sweep,find,report,resume}")
+    sw = sub.add_parser("sweep", help="train a grid of LRs (x seeds x any option) as one "
+                        "program", description="Train every member of a grid (LRs x seeds x "
+                        "options given as lists) as ONE compiled program. Without arguments: "
+                        "an MLP on digits, Adam, 16 LRs 1e-4..1 x 3 seeds, 500 steps.")
+    sw.add_argument("--lr", default="1e-4:1:16", help="learning rates: a log range lo:hi:n "
+                    "or a comma list (default 1e-4:1:16)")
+    _common(sw, steps=500, seeds="3")
+    s = sw.add_argument_group("schedule")
+    s.add_argument("--schedule", choices=SCHEDULES, default="constant",
+                   help="LR schedule with --lr as its peak (default constant)")
+    for p in PARAMS:
+        if p.name not in OPTIMIZER_PARAMS:
+            s.add_argument(p.flag, help=p.help)
+    s.add_argument("--eval-every", help="evaluate every N steps (default: every chunk, 100)")
+    s.add_argument("--chunk-size", help="steps per compiled chunk = checkpoint period "
+                   "(default min(steps, 100))")
+    fd = sub.add_parser("find", help="LR range test: one exponential LR ramp, per seed",
+                        description="LR range test (Smith 2017) on the same defaults: the LR "
+                        "grows exponentially from --min-lr to --max-lr; prints the suggested "
+                        "LRs and saves finder.png.")
+    _common(fd, steps=100, seeds="3")
+    fd.add_argument("--min-lr", default="1e-7", help="first LR of the ramp (default 1e-7)")
+    fd.add_argument("--max-lr", default="10", help="last LR of the ramp (default 10)")
+    fd.add_argument("--beta", default="0.98", help="smoothing of the loss curve, in [0, 1) "
+                    "(default 0.98, as fastai; 0: none)")
+    rp = sub.add_parser("report", help="re-print the table and re-draw the plots of a run",
+                        description="Re-print a saved run's table and re-draw its plots, "
+                        "without training.")
+    rp.add_argument("dir", help="a run directory")
+    rp.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
+    rp.add_argument("--no-plot", action="store_true", help="do not re-draw the PNG")
+    rs = sub.add_parser("resume", help="continue a killed sweep from its checkpoints",
+                        description="Continue a sweep from its last checkpoint (same result "
+                        "as an uninterrupted run).")
+    rs.add_argument("dir", help="the run directory of the sweep")
+    rs.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rs.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"jaxlr: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+COMMANDS = {"sweep": cmd_sweep, "find": cmd_find, "report": cmd_report, "resume": cmd_resume}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``jaxlr`` command; returns the exit code (0 ok, 2 user error)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="replace")
+            except (ValueError, OSError):  # pragma: no cover - a detached stream
+                pass
+    parser = build_parser()
+    try:
+        ns = parser.parse_args(argv)
+        if ns.command is None:
+            raise UsageError("give a command: sweep, find, report or resume (e.g. jaxlr sweep); "
+                             "see jaxlr --help")
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return COMMANDS[ns.command](ns, argv)
+    except SystemExit as e:  # --help, --version
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    except (UsageError, ValueError, OSError) as e:
+        if os.environ.get("JAXLR_DEBUG"):
+            raise
+        msg = " ".join(str(e).split())  # one line
+        print(f"jaxlr: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,565 @@
+"""Run directories: what a sweep or an LR range test measured, on disk, readable without JAX.
+
+A run directory (written by the ``jaxlr`` command, or by :meth:`SweepResult.save` for the
+result files alone) holds:
+
+- ``config.json``: every argument of the run, the grid, the seeds, the jaxlr version;
+- ``environment.json``: versions (jaxlr, jax, jaxlib, optax, flax, numpy...), backend, devices,
+  Python, platform, CPU count, ``XLA_FLAGS``;
+- ``results.npz`` (a sweep): ``loss``, ``lr`` [M, steps], ``eval`` [M, E], ``eval_<metric>``
+  [M, E], ``eval_steps`` [E], ``diverged``, ``diverged_at`` [M], ``hp_<name>`` [M] (the grid's
+  columns, in the order of ``hparam_names``); or ``finder.npz`` (an LR range test);
+- ``summary.json``: the table rows (mean ± std over seeds), the recommended setting, each
+  member's diagnosis, and a SHA-256 of the result arrays (equal digests = equal arrays);
+- ``sweep.png`` / ``finder.png`` (with matplotlib) and ``checkpoints/`` (the sweep's).
+
+Files are written to a temporary name and renamed into place, so a killed run never leaves a
+half-written record. :func:`load` reads a run back; trained parameters are not in
+``results.npz``, but a run of the ``jaxlr`` command restores them from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxlr._grid import Grid
+from jaxlr._result import SweepResult
+
+CONFIG = "config.json"
+ENVIRONMENT = "environment.json"
+RESULTS = "results.npz"
+FINDER = "finder.npz"
+SUMMARY = "summary.json"
+SWEEP_PNG = "sweep.png"
+FINDER_PNG = "finder.png"
+CHECKPOINTS = "checkpoints"
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+_NO_PARAMS = ("trained params are not stored in results.npz (only the curves are){why}; re-run "
+              "the sweep and use the SweepResult it returns")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy scalars/arrays to Python, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return _plain(value.item())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; records are ordinary files
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented JSON, atomically (NaN/inf become null)."""
+    text = json.dumps(_plain(obj), indent=2, allow_nan=False) + "\n"
+    _atomic_write(Path(path), lambda f: f.write(text))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def make_run_dir(out: str | os.PathLike | None, command: str) -> Path:
+    """Create the run directory: ``out``, or ``runs/<YYYYmmdd-HHMMSS>-<command>`` (a ``-2``,
+    ``-3``... suffix if that exists). Raises ``ValueError`` (with the fix) if it cannot be
+    written."""
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = Path("runs") / f"{stamp}-{command}"
+        path, k = base, 1
+        while path.exists():
+            k += 1
+            path = base.with_name(f"{base.name}-{k}")
+    else:
+        path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"the run directory {path} is an existing file; pass --out DIR with a "
+                         "directory path")
+    if path.is_dir() and any(p.name in (RESULTS, FINDER, CONFIG) for p in path.iterdir()):
+        raise ValueError(f"{path} already holds a jaxlr run; pass another --out DIR (or "
+                         f"continue it with: jaxlr resume {path})")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe-", delete=True)
+        probe.close()
+    except OSError as e:
+        raise ValueError(f"cannot write the run directory {path} ({e.strerror or e}); pass "
+                         "--out DIR with a writable directory") from None
+    return path
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment() -> dict[str, Any]:
+    """Versions, backend, devices and machine of this process (imports jax)."""
+    import jax
+
+    devices = jax.devices()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS/Windows
+        cores = os.cpu_count()
+    versions = {d: _version(d) for d in ("jaxlr", "jax", "jaxlib", "optax", "flax", "numpy",
+                                         "scikit-learn", "matplotlib", "tqdm")}
+    return {
+        "versions": versions,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in devices],
+        "device_count": len(devices),
+        "device_kind": devices[0].device_kind if devices else None,
+        "python": sys.version,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": cores,
+        "env": {k: os.environ.get(k) for k in ("XLA_FLAGS", "JAX_PLATFORMS",
+                                               "JAX_ENABLE_X64", "CUDA_VISIBLE_DEVICES")},
+    }
+
+
+# --------------------------------------------------------------------------- diagnosis
+
+
+def diagnoses(result: SweepResult) -> list | None:
+    """Each member's diagnosis (``label``, ``reason``, ``advice``), or None when unavailable
+    (no diagnosis module, or curves too short to judge)."""
+    try:
+        if hasattr(result, "diagnose"):
+            found = result.diagnose()
+        else:
+            from jaxlr._diagnose import diagnose_sweep
+
+            found = diagnose_sweep(result)
+    except ImportError:
+        return None
+    except ValueError:  # e.g. fewer steps than a trend needs
+        return None
+    except Exception as e:  # noqa: BLE001 - a diagnosis bug must not lose a finished run
+        warnings.warn(f"the diagnosis failed ({type(e).__name__}: {e}); shown as '—'",
+                      RuntimeWarning, stacklevel=2)
+        return None
+    return list(found)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _stats(values: np.ndarray) -> dict[str, float | None]:
+    ok = values[np.isfinite(values)]
+    if not ok.size:
+        return {"mean": None, "std": None}
+    return {"mean": float(ok.mean()), "std": float(ok.std())}
+
+
+def _hp_value(v: Any) -> Any:
+    return float(str(v)) if isinstance(v, np.float32) else v.item()
+
+
+def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dict[str, Any]:
+    """The sweep's summary: one row per setting (mean ± std over seeds of each final metric,
+    diverged seeds left out), the recommended setting and the diagnosis of every member.
+
+    The recommendation is ``result.best(by, over="seed")`` with ``by="eval"`` when the sweep
+    was evaluated (else the final training loss): the lowest mean over seeds.
+    """
+    if isinstance(diagnosis, str):
+        diagnosis = diagnoses(result)
+    by = "eval" if result.eval is not None else "loss"
+    metrics = {("eval loss" if by == "eval" else "final loss"): result.metric(by)}
+    metrics.update({name: result.metric(name) for name in sorted(result.eval_aux)})
+    hp = result.hparams
+    seeds = np.unique(hp["seed"]) if "seed" in hp else np.zeros(1)
+    over = "seed" if "seed" in hp else None
+    try:
+        best = result.best(by=by, over=over)
+    except ValueError:
+        best = None
+    diverged = np.asarray(result.diverged, bool)
+    labels = [d.label for d in diagnosis] if diagnosis is not None else None
+    rows = []
+    for idx in result._groups().values():
+        i0 = int(idx[0])
+        keep = idx[~diverged[idx]]
+        row_labels = [labels[i] for i in idx] if labels else []
+        common = Counter(row_labels).most_common(1)
+        label = "—"
+        if common:
+            label, count = common[0]
+            label = label if count == len(idx) else f"{label} ({count}/{len(idx)})"
+        rows.append({
+            "hparams": {k: _hp_value(v[i0]) for k, v in hp.items() if k != "seed"},
+            "members": idx.tolist(),
+            "seeds": len(idx),
+            "diverged": int(diverged[idx].sum()),
+            "metrics": {name: _stats(np.asarray(vals, np.float64)[keep])
+                        for name, vals in metrics.items()},
+            "diagnosis": label,
+            "labels": row_labels,
+            "best": best is not None and best.index in idx,
+        })
+    recommended = None
+    if best is not None:
+        row = next(r for r in rows if r["best"])
+        recommended = {"hparams": {k: v for k, v in best.hparams.items() if k != "seed"},
+                       "member": best.index, "by": by,
+                       "value": best.value, "std": best.std, "metrics": row["metrics"],
+                       "seeds": row["seeds"],
+                       "diagnosis": (_diagnosis_dict(diagnosis[best.index])
+                                     if diagnosis is not None else None)}
+    return {
+        "members": len(result),
+        "steps": int(result.loss.shape[1]),
+        "axes": [k for k in hp if k != "seed"],
+        "seeds": [int(s) for s in seeds] if "seed" in hp else [0],
+        "by": by,
+        "metric_names": list(metrics),
+        "recommended": recommended,
+        "rows": rows,
+        "diverged": int(diverged.sum()),
+        "label_counts": dict(Counter(labels)) if labels else {},
+        "diagnosis": ([_diagnosis_dict(d) for d in diagnosis] if diagnosis is not None
+                      else None),
+    }
+
+
+def _diagnosis_dict(d: Any) -> dict[str, str]:
+    return {"label": d.label, "reason": d.reason, "advice": d.advice}
+
+
+def _num(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    """The summary's rows as an aligned text table (``*`` marks the recommended setting)."""
+    names, metric_names = summary["axes"], summary["metric_names"]
+    header = ["", *names, *metric_names, "diverged", "diagnosis"]
+    lines = []
+    for row in summary["rows"]:
+        cells = ["*" if row["best"] else "", *(_num(row["hparams"][k]) for k in names)]
+        for m in metric_names:
+            s = row["metrics"][m]
+            if s["mean"] is None:
+                cells.append("—")
+            else:
+                spread = f" ± {s['std']:.2g}" if row["seeds"] - row["diverged"] > 1 else ""
+                cells.append(f"{s['mean']:.4g}{spread}")
+        cells += [f"{row['diverged']}/{row['seeds']}", row["diagnosis"]]
+        lines.append(cells)
+    widths = [max(len(r[j]) for r in [header, *lines]) for j in range(len(header))]
+    left = {len(header) - 1}  # the diagnosis reads better left-aligned
+
+    def fmt(r: list[str]) -> str:
+        return "  ".join(c.ljust(w) if j in left else c.rjust(w)
+                         for j, (c, w) in enumerate(zip(r, widths))).rstrip()
+
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)])
+
+
+def format_recommendation(summary: dict[str, Any]) -> str:
+    """One or two lines: the recommended setting with its metrics over seeds."""
+    rec = summary["recommended"]
+    if rec is None:
+        return "no recommendation: every member diverged; lower the learning rates"
+    what = ", ".join(f"{k}={_num(v)}" for k, v in rec["hparams"].items())
+    parts = []
+    for name, s in rec["metrics"].items():
+        if s["mean"] is not None:
+            spread = f" ± {s['std']:.2g}" if rec["seeds"] > 1 else ""
+            parts.append(f"{name} {s['mean']:.4g}{spread}")
+    seeds = f" over {rec['seeds']} seeds" if rec["seeds"] > 1 else ""
+    by = "mean eval loss" if rec["by"] == "eval" else "mean final training loss"
+    text = f"recommended: {what}  ({', '.join(parts)}{seeds}; best {by})"
+    if rec.get("diagnosis"):
+        d = rec["diagnosis"]
+        text += f"\n  diagnosis: {d['label']}: {d['reason']} -> {d['advice']}"
+    return text
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def result_arrays(result: SweepResult) -> dict[str, np.ndarray]:
+    """The arrays ``results.npz`` holds (see the module docstring)."""
+    out = {"loss": result.loss, "lr": result.lr, "diverged": result.diverged,
+           "diverged_at": result.diverged_at,
+           "eval_steps": np.asarray(result.eval_steps if result.eval_steps is not None else [],
+                                    np.int32),
+           "hparam_names": np.asarray(list(result.hparams), dtype=str)}
+    if result.eval is not None:
+        out["eval"] = result.eval
+        out.update({f"eval_{k}": v for k, v in result.eval_aux.items()})
+    out.update({f"hp_{k}": v for k, v in result.hparams.items()})
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def digest(arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 over the arrays' names, dtypes, shapes and bytes (equal digests: equal arrays)."""
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    _atomic_write(path, lambda f: np.savez(f, **arrays), mode="wb")
+
+
+def save(result: SweepResult, directory: str | os.PathLike, *, plot: bool = True,
+         diagnosis: list | None | str = "auto", extra: dict | None = None) -> dict[str, Any]:
+    """Write ``results.npz`` and ``summary.json`` (and ``sweep.png`` when matplotlib is
+    installed and ``plot``) into ``directory`` (created if needed). Returns the summary.
+
+    ``extra`` is merged into ``summary.json`` (e.g. the run's timings).
+    """
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    arrays = result_arrays(result)
+    _write_npz(d / RESULTS, arrays)
+    summary = summarize(result, diagnosis)
+    summary["arrays_sha256"] = digest(arrays)
+    summary = _plain({**summary, **(extra or {})})
+    write_json(d / SUMMARY, summary)
+    if plot:
+        plot_sweep_png(result, d)
+    return summary
+
+
+def plot_sweep_png(result: SweepResult, directory: Path) -> Path | None:
+    """Draw ``sweep.png`` into ``directory``; None (and nothing written) without matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    path = Path(directory) / SWEEP_PNG
+    _atomic_write(path, lambda f: result.plot(path=f), mode="wb")
+    return path
+
+
+class SavedSweepResult(SweepResult):
+    """A :class:`SweepResult` read back by :func:`load`: the same curves, evaluations and
+    divergence. ``params(i)`` restores the trained parameters from the run's last checkpoint
+    when the run was written by ``jaxlr sweep`` (and raises a ``ValueError`` otherwise);
+    ``best().params`` is None when they cannot be restored."""
+
+    def __init__(self, *, directory: Path, **kwargs: Any):
+        super().__init__(state=None, assemble=None, **kwargs)
+        self.directory = directory
+        self._restore_error: str | None = None
+        self._lenient = False
+
+    def _ensure_state(self) -> bool:
+        if self._state is not None:
+            return True
+        if self._restore_error is not None:
+            return False
+        try:
+            config = read_json(self.directory / CONFIG)
+            if config.get("command") != "sweep":
+                raise ValueError("the run was not written by `jaxlr sweep`")
+            from jaxlr._cli import restore_state
+
+            state, assemble = restore_state(config, self.directory / CHECKPOINTS, len(self))
+        except (OSError, KeyError):
+            self._restore_error = f"no usable {CONFIG} or checkpoint"
+            return False
+        except Exception as e:  # noqa: BLE001 - e.g. a checkpoint of an older jaxlr
+            self._restore_error = f"{type(e).__name__}: {e}" if not isinstance(
+                e, ValueError) else str(e)
+            return False
+        self._state, self._assemble = state, assemble
+        return True
+
+    def params(self, i: int) -> Any:
+        if not 0 <= i < len(self):
+            raise ValueError(f"member index must be in [0, {len(self)}), got {i}")
+        if not self._ensure_state():
+            if self._lenient:
+                return None
+            why = f", and they cannot be restored from a checkpoint: {self._restore_error}"
+            raise ValueError(_NO_PARAMS.format(why=why))
+        return super().params(i)
+
+    def best(self, by: str | None = None, over: str | None = None, mode: str = "min"):
+        self._lenient = True  # a loaded run without params still has a best setting
+        try:
+            return super().best(by=by, over=over, mode=mode)
+        finally:
+            self._lenient = False
+
+
+def load(directory: str | os.PathLike) -> Any:
+    """Read a run directory back.
+
+    Args:
+        directory: a directory written by ``jaxlr sweep`` / ``jaxlr find`` or
+            :meth:`SweepResult.save`.
+
+    Returns:
+        For a sweep (``results.npz``), a :class:`SweepResult` whose ``loss``, ``lr``, ``eval``,
+        ``eval_aux``, ``eval_steps``, ``diverged``, ``diverged_at`` and ``hparams`` equal the
+        saved ones (``params(i)``: see :class:`SavedSweepResult`); for an LR range test
+        (``finder.npz``), a :class:`jaxlr.FinderResult`.
+
+    Raises:
+        FileNotFoundError: the directory holds no results (e.g. a sweep that did not finish:
+            continue it with ``jaxlr resume DIR``).
+
+    Example:
+        >>> import tempfile, numpy as np, jax.numpy as jnp, jaxlr
+        >>> from jaxlr._records import load
+        >>> x = jnp.linspace(-1, 1, 32)[:, None]; y = 3 * x[:, 0]
+        >>> res = jaxlr.sweep(lambda key: jnp.zeros(1),
+        ...                   lambda w, b: jnp.mean((b[0] @ w - b[1]) ** 2), (x, y),
+        ...                   lambda hp: jaxlr.sgd(hp["lr"]), jaxlr.grid(lr=[0.01, 0.1], seed=2),
+        ...                   steps=30, batch_size=8, progress=False)
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     summary = res.save(d)
+        ...     back = load(d)
+        >>> np.array_equal(back.loss, res.loss), back.best().hparams
+        (True, {'lr': 0.1, 'seed': 0})
+
+    References:
+        NumPy's ``.npz`` format: https://numpy.org/doc/stable/reference/generated/numpy.savez.html
+    """
+    d = Path(directory)
+    if (d / RESULTS).is_file():
+        return _load_sweep(d)
+    if (d / FINDER).is_file():
+        return load_finder(d)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d} is not a directory; give a run directory written by "
+                                "jaxlr sweep or jaxlr find (e.g. runs/<timestamp>-sweep)")
+    if (d / CONFIG).is_file():
+        raise FileNotFoundError(f"the run in {d} did not finish (no {RESULTS}); continue it "
+                                f"with: jaxlr resume {d}")
+    raise FileNotFoundError(f"{d} holds no jaxlr run (no {RESULTS} or {FINDER}); give a "
+                            "directory written by jaxlr sweep or jaxlr find")
+
+
+def _load_sweep(d: Path) -> SavedSweepResult:
+    with np.load(d / RESULTS) as z:
+        a = {k: z[k] for k in z.files}
+    names = [str(n) for n in a["hparam_names"]]
+    grid = Grid({n: a[f"hp_{n}"] for n in names})
+    aux = {k[len("eval_"):]: v for k, v in a.items()
+           if k.startswith("eval_") and k != "eval_steps"}
+    return SavedSweepResult(directory=d, grid=grid, loss=a["loss"], lr=a["lr"],
+                            eval=a.get("eval"), eval_aux=aux if "eval" in a else {},
+                            eval_steps=a["eval_steps"], diverged=a["diverged"],
+                            diverged_at=a["diverged_at"])
+
+
+# --------------------------------------------------------------------------- finder
+
+
+def save_finder(result: Any, directory: str | os.PathLike, *, plot: bool = True,
+                extra: dict | None = None) -> dict[str, Any]:
+    """Write ``finder.npz``, ``summary.json`` (and ``finder.png``) of an LR range test."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    arrays = {"lrs": result.lrs, "losses": result.losses, "smoothed": result.smoothed,
+              "diverged_at": result.diverged_at, "seeds": result.seeds, "mean": result.mean,
+              "spread": result.spread, "beta": np.float64(result.beta),
+              "divergence_factor": np.float64(result.divergence_factor)}
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    _write_npz(d / FINDER, arrays)
+    summary = finder_summary(result)
+    summary["arrays_sha256"] = digest(arrays)
+    summary = _plain({**summary, **(extra or {})})
+    write_json(d / SUMMARY, summary)
+    if plot:
+        plot_finder_png(result, d)
+    return summary
+
+
+def finder_summary(result: Any) -> dict[str, Any]:
+    return {"suggestion": result.suggestion, "suggestions": dict(result.suggestions),
+            "window": list(result.window), "diverged_at": result.diverged_at.tolist(),
+            "seeds": result.seeds.tolist(), "steps": len(result.lrs),
+            "min_lr": float(result.lrs[0]), "max_lr": float(result.lrs[-1])}
+
+
+def format_finder(summary: dict[str, Any]) -> str:
+    s = summary["suggestions"]
+    lines = [f"{name:>9}: {_lr(s.get(name))}" for name in ("valley", "steepest", "minimum")]
+    stops = [d for d in summary["diverged_at"] if d >= 0]
+    stop = (f"; the loss diverged at step {min(stops)} of {summary['steps']}" if stops else
+            f"; no seed diverged before max_lr={summary['max_lr']:.3g}")
+    return "\n".join([f"suggested LR: {_lr(summary['suggestion'])}  (median of the three "
+                      f"rules, {len(summary['seeds'])} seed(s){stop})", *lines])
+
+
+def _lr(v: Any) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:.3g}"
+
+
+def plot_finder_png(result: Any, directory: Path) -> Path | None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    path = Path(directory) / FINDER_PNG
+    _atomic_write(path, lambda f: result.plot(path=f), mode="wb")
+    return path
+
+
+def load_finder(directory: str | os.PathLike) -> Any:
+    """The :class:`jaxlr.FinderResult` of ``finder.npz``, rebuilt from its raw curves (the
+    same stop rule, smoothing and suggestions)."""
+    from jaxlr._finder import FinderResult
+
+    with np.load(Path(directory) / FINDER) as z:
+        a = {k: z[k] for k in z.files}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # already shown when it ran
+        return FinderResult.from_curves(a["lrs"], a["losses"], beta=float(a["beta"]),
+                                        divergence_factor=float(a["divergence_factor"]),
+                                        diverged_at=a["diverged_at"], seeds=a["seeds"])

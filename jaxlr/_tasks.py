@@ -1,0 +1,452 @@
+"""What the ``jaxlr`` command trains: datasets, models, and the hp -> schedule/optimizer code.
+
+Settings come from the command line (:func:`resolve`), become a grid of the swept options
+(:func:`swept`), and a :class:`Task` (:func:`build_task`): init, loss, data and
+``optimizer(hp)`` reading every swept value from the traced ``hp`` so that the grid compiles
+once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
+SCHEDULES = ("constant", "step", "exponential", "cosine", "warmup_cosine", "one_cycle", "plateau")
+MODELS = ("mlp", "cnn", "logreg")
+_ALL = None  # applies to every optimizer / schedule
+
+
+class UsageError(Exception):
+    """A user mistake: printed as one line, exit code 2."""
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class DatasetSpec(NamedTuple):
+    features: int  # flattened input size
+    image_shape: tuple[int, int, int]  # (height, width, channels), for the CNN
+    classes: int
+    load: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
+    description: str
+
+
+def _load_digits() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """sklearn's digits scaled to [0, 1]; a fixed permutation (seed 0): 1,438 train / 359 eval."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise UsageError("--dataset digits needs scikit-learn (the digits ship inside it, no "
+                         "download): pip install scikit-learn  (or pip install 'jaxlr[all]')"
+                         ) from None
+    digits = load_digits()
+    x = (digits.data / 16.0).astype(np.float32)
+    y = digits.target.astype(np.int32)
+    perm = np.random.default_rng(0).permutation(len(x))
+    n_eval = len(x) // 5
+    train, held_out = perm[n_eval:], perm[:n_eval]
+    return x[train], y[train], x[held_out], y[held_out]
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "digits": DatasetSpec(64, (8, 8, 1), 10, _load_digits,
+                          "scikit-learn digits, 8x8 grey images, 10 classes"),
+}
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _nnx():
+    from flax import nnx
+
+    return nnx
+
+
+def make_model(name: str, spec: DatasetSpec) -> Callable[[Any], Any]:
+    """``key -> nnx.Module`` for ``--model`` on a dataset (inputs arrive flattened)."""
+    import jax
+
+    nnx = _nnx()
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs):
+            self.hidden = nnx.Linear(spec.features, 128, rngs=rngs)
+            self.out = nnx.Linear(128, spec.classes, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(jax.nn.relu(self.hidden(x)))
+
+    class CNN(nnx.Module):
+        def __init__(self, rngs):
+            h, w, c = spec.image_shape
+            self.conv1 = nnx.Conv(c, 16, kernel_size=(3, 3), rngs=rngs)
+            self.conv2 = nnx.Conv(16, 32, kernel_size=(3, 3), strides=(2, 2), rngs=rngs)
+            self.out = nnx.Linear(32 * (-(-h // 2)) * (-(-w // 2)), spec.classes, rngs=rngs)
+
+        def __call__(self, x):
+            x = x.reshape(x.shape[0], *spec.image_shape)
+            x = jax.nn.relu(self.conv2(jax.nn.relu(self.conv1(x))))
+            return self.out(x.reshape(x.shape[0], -1))
+
+    class LogReg(nnx.Module):
+        def __init__(self, rngs):
+            self.out = nnx.Linear(spec.features, spec.classes, rngs=rngs)
+
+        def __call__(self, x):
+            return self.out(x)
+
+    cls = {"mlp": MLP, "cnn": CNN, "logreg": LogReg}[name]
+    return lambda key: cls(nnx.Rngs(key))
+
+
+def loss_fn(model: Any, batch: Any):
+    """Softmax cross-entropy, with the accuracy as an aux metric."""
+    import jax.numpy as jnp
+    import optax
+
+    x, y = batch
+    logits = model(x)
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, {"accuracy": jnp.mean((jnp.argmax(logits, -1) == y).astype(jnp.float32))}
+
+
+# --------------------------------------------------------------------------- hyperparameters
+
+
+class Param(NamedTuple):
+    """An optimizer or schedule hyperparameter: a CLI option, sweepable with a comma list."""
+
+    name: str
+    kind: type  # int or float
+    help: str
+    optimizers: frozenset | None
+    schedules: frozenset | None
+    default: Callable[[dict], Any]
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    def applies(self, s: dict) -> bool:
+        return ((self.optimizers is None or s["optimizer"] in self.optimizers)
+                and (self.schedules is None or s.get("schedule") in self.schedules))
+
+
+def _set(*names: str) -> frozenset:
+    return frozenset(names)
+
+
+PARAMS = (
+    Param("momentum", float, "momentum (sgd, rmsprop: default 0; momentum: 0.9)",
+          _set("sgd", "momentum", "rmsprop"), _ALL,
+          lambda s: 0.9 if s["optimizer"] == "momentum" else 0.0),
+    Param("weight_decay", float, "weight decay: decoupled for adamw (default 1e-4, torch "
+          "convention 1e-2), L2 added to the gradient for the others (default 0)", _ALL, _ALL,
+          lambda s: (1e-2 if s["convention"] == "torch" else 1e-4)
+          if s["optimizer"] == "adamw" else 0.0),
+    Param("b1", float, "Adam's beta1 (default 0.9)", _set("adam", "adamw"), _ALL,
+          lambda s: 0.9),
+    Param("b2", float, "Adam's beta2 (default 0.999)", _set("adam", "adamw"), _ALL,
+          lambda s: 0.999),
+    Param("warmup_steps", int, "linear warm-up steps before the schedule (default 0; "
+          "warmup_cosine: steps/10)", _ALL, frozenset(set(SCHEDULES) - {"one_cycle"}),
+          lambda s: s["steps"] // 10 if s["schedule"] == "warmup_cosine" else 0),
+    Param("decay_rate", float, "exponential: the LR's factor over the steps after warm-up "
+          "(default 0.01)", _ALL, _set("exponential"), lambda s: 0.01),
+    Param("step_size", int, "step: steps between LR cuts (default steps/3)", _ALL, _set("step"),
+          lambda s: max(1, s["steps"] // 3)),
+    Param("factor", float, "step, plateau: the LR multiplier of a cut (default 0.1)", _ALL,
+          _set("step", "plateau"), lambda s: 0.1),
+    Param("alpha", float, "cosine, warmup_cosine: final LR as a fraction of --lr (default 0)",
+          _ALL, _set("cosine", "warmup_cosine"), lambda s: 0.0),
+    Param("pct_start", float, "one_cycle: fraction of steps rising to --lr (default 0.3)", _ALL,
+          _set("one_cycle"), lambda s: 0.3),
+    Param("div_factor", float, "one_cycle: start LR = lr / div_factor (default 25)", _ALL,
+          _set("one_cycle"), lambda s: 25.0),
+    Param("final_div_factor", float, "one_cycle: end LR = start / final_div_factor "
+          "(default 1e4)", _ALL, _set("one_cycle"), lambda s: 1e4),
+    Param("patience", int, "plateau: decisions without improvement before a cut (default 10)",
+          _ALL, _set("plateau"), lambda s: 10),
+    Param("cooldown", int, "plateau: decisions after a cut before counting again (default 0)",
+          _ALL, _set("plateau"), lambda s: 0),
+    Param("threshold", float, "plateau: relative improvement that counts (default 1e-4)",
+          _ALL, _set("plateau"), lambda s: 1e-4),
+    Param("accumulate", int, "plateau: batch losses averaged per decision (default 10)", _ALL,
+          _set("plateau"), lambda s: 10),
+)
+PARAM = {p.name: p for p in PARAMS}
+OPTIMIZER_PARAMS = ("momentum", "weight_decay", "b1", "b2")
+
+
+def _number(flag: str, text: str, kind: type) -> float | int:
+    what = "a whole number" if kind is int else "a number"
+    try:
+        value = float(text)
+    except ValueError:
+        example = "50" if kind is int else "0.1"
+        raise UsageError(f"{flag}: {text!r} is not {what}; e.g. {flag} {example}") from None
+    if not math.isfinite(value):
+        raise UsageError(f"{flag}: {text!r} is not a finite number")
+    if kind is int:
+        if value != int(value):
+            raise UsageError(f"{flag}: {text!r} is not a whole number; e.g. {flag} 50")
+        return int(value)
+    return value
+
+
+def parse_values(flag: str, text: str, kind: type = float, log_range: bool = False) -> list:
+    """``a,b,c`` (or, with ``log_range``, ``lo:hi:n``: n log-spaced values) -> a list."""
+    text = text.strip()
+    if log_range and ":" in text:
+        parts = text.split(":")
+        example = f"e.g. {flag} 1e-4:1:16"
+        if len(parts) != 3:
+            raise UsageError(f"{flag} {text}: a log range is lo:hi:n ({example})")
+        lo, hi = (_number(flag, p, float) for p in parts[:2])
+        n = _number(flag, parts[2], int)
+        if lo <= 0:
+            raise UsageError(f"{flag} {text}: lo must be > 0 on a log range ({example})")
+        if hi <= lo:
+            raise UsageError(f"{flag} {text}: lo must be < hi, got lo={lo:g}, hi={hi:g} "
+                             f"({example})")
+        if n < 2:
+            raise UsageError(f"{flag} {text}: n must be >= 2 ({example}), or give one value")
+        return [float(v) for v in np.geomspace(lo, hi, n)]
+    values = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            values.append(_number(flag, part, kind))
+        except UsageError:
+            if not log_range:
+                raise
+            raise UsageError(f"{flag}: {part!r} is not a number; give a log range lo:hi:n "
+                             f"(e.g. {flag} 1e-4:1:16) or a comma list (e.g. {flag} "
+                             "1e-3,3e-3)") from None
+    if not values:
+        raise UsageError(f"{flag}: no value given; e.g. {flag} 0.1 or {flag} 0.1,0.3")
+    dup = [v for v in set(values) if values.count(v) > 1]
+    if dup:
+        raise UsageError(f"{flag} {text}: {dup[0]:g} is listed twice; give each value once")
+    return values
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``3`` -> seeds 0, 1, 2; ``0,5,7`` -> those seeds."""
+    values = parse_values("--seeds", text, int)
+    if len(values) == 1 and "," not in text:
+        if values[0] < 1:
+            raise UsageError(f"--seeds {text}: give a count >= 1 (e.g. --seeds 3 for seeds "
+                             "0,1,2) or a list of seeds (e.g. --seeds 0,5,7)")
+        return list(range(values[0]))
+    if min(values) < 0:
+        raise UsageError(f"--seeds {text}: seeds must be >= 0")
+    return values
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def _positive_int(flag: str, value: Any, low: int = 1) -> int:
+    v = _number(flag, str(value), int)
+    if v < low:
+        raise UsageError(f"{flag} must be >= {low}, got {flag} {value}")
+    return v
+
+
+def resolve(ns: argparse.Namespace) -> dict[str, Any]:
+    """The run's settings from the parsed options: defaults filled in, every value checked
+    (by building the optimizer of every setting with concrete values). Raises UsageError."""
+    command = ns.command
+    s: dict[str, Any] = {
+        "command": command, "dataset": ns.dataset, "model": ns.model,
+        "optimizer": ns.optimizer, "convention": ns.convention, "nesterov": ns.nesterov,
+        "steps": _positive_int("--steps", ns.steps, 10 if command == "find" else 1),
+        "batch_size": _positive_int("--batch-size", ns.batch_size),
+        "seeds": parse_seeds(ns.seeds),
+    }
+    if getattr(ns, "devices", None) is not None and ns.devices < 1:
+        raise UsageError(f"--devices must be >= 1, got --devices {ns.devices}")
+    n_train = len(DATASETS[s["dataset"]].load()[0])
+    if s["batch_size"] > n_train:
+        raise UsageError(f"--batch-size {s['batch_size']} is larger than the {n_train} training "
+                         f"examples of --dataset {s['dataset']}; lower it (e.g. 128)")
+    if ns.nesterov and s["optimizer"] == "adagrad":
+        raise UsageError("--nesterov applies to sgd, momentum, rmsprop, adam and adamw, not "
+                         "--optimizer adagrad")
+    if command == "sweep":
+        s["schedule"] = ns.schedule
+        s["lr"] = parse_values("--lr", ns.lr, float, log_range=True)
+        if min(s["lr"]) <= 0:
+            raise UsageError(f"--lr {ns.lr}: learning rates must be > 0")
+        s["eval_every"] = (_positive_int("--eval-every", ns.eval_every)
+                           if ns.eval_every is not None else None)
+        chunk = ns.chunk_size if ns.chunk_size is not None else min(
+            s["steps"], s["eval_every"] or 100)
+        s["chunk_size"] = _positive_int("--chunk-size", chunk)
+        if s["eval_every"] is None:
+            s["eval_every"] = s["chunk_size"]
+        if s["eval_every"] % s["chunk_size"]:
+            raise UsageError(f"--eval-every ({s['eval_every']}) must be a multiple of "
+                             f"--chunk-size ({s['chunk_size']})")
+    else:
+        s["min_lr"] = _number("--min-lr", ns.min_lr, float)
+        s["max_lr"] = _number("--max-lr", ns.max_lr, float)
+        s["beta"] = _number("--beta", ns.beta, float)
+        if not 0 <= s["beta"] < 1:
+            raise UsageError(f"--beta must be in [0, 1), got --beta {ns.beta}")
+        if not 0 < s["min_lr"] < s["max_lr"]:
+            raise UsageError(f"--min-lr and --max-lr must satisfy 0 < min-lr < max-lr, got "
+                             f"{s['min_lr']:g} and {s['max_lr']:g}; e.g. --min-lr 1e-7 "
+                             "--max-lr 10")
+    params: dict[str, list] = {}
+    for p in PARAMS:
+        given = getattr(ns, p.name, None)
+        if given is None:
+            if p.applies(s):
+                params[p.name] = [p.default(s)]
+            continue
+        if not p.applies(s):
+            where = (f"--optimizer {', '.join(sorted(p.optimizers))}" if p.optimizers and
+                     s["optimizer"] not in p.optimizers else
+                     f"--schedule {', '.join(sorted(p.schedules or ()))}")
+            got = (f"--optimizer {s['optimizer']}" if where.startswith("--opt")
+                   else f"--schedule {s.get('schedule')}")
+            raise UsageError(f"{p.flag} applies to {where}, not {got}")
+        values = parse_values(p.flag, given, p.kind, log_range=p.kind is float)
+        if command == "find" and len(values) > 1:
+            raise UsageError(f"{p.flag} {given}: jaxlr find takes one value per option (a "
+                             "list makes a grid: use jaxlr sweep)")
+        params[p.name] = values
+    s["params"] = params
+    if "warmup_steps" in params and max(params["warmup_steps"]) >= s["steps"]:
+        raise UsageError(f"--warmup-steps must be < --steps ({s['steps']}), got "
+                         f"{max(params['warmup_steps'])}")
+    _check_buildable(s)
+    return s
+
+
+def swept(s: dict) -> dict[str, list]:
+    """The hyperparameter axes of the grid (lr, then every option given several values)."""
+    axes = {"lr": s["lr"]} if "lr" in s else {}
+    axes.update({k: v for k, v in s["params"].items() if len(v) > 1})
+    return axes
+
+
+def _check_buildable(s: dict) -> None:
+    """Build the optimizer of every setting with concrete values: jaxlr validates concrete
+    hyperparameters (traced ones pass unchecked), so a bad value fails here, not silently."""
+    import jax.numpy as jnp
+
+    axes = swept(s)
+    constants = {k: v[0] for k, v in s["params"].items()}
+    combos = itertools.product(*axes.values()) if axes else [()]
+    for combo in combos:
+        v = {**constants, **dict(zip(axes, combo))}
+        try:
+            if s["command"] == "sweep":
+                make_optimizer(s, v, make_schedule(s, v, axes))
+            else:
+                make_optimizer(s, v, lambda step: jnp.float32(s["min_lr"]))
+        except ValueError as e:
+            shown = ", ".join(f"--{k.replace('_', '-')} {_g(x)}" for k, x in zip(axes, combo)
+                              if len(axes[k]) > 1)
+            raise UsageError(f"invalid value: {e}" + (f" (in the grid point {shown})"
+                                                      if shown else "")) from None
+
+
+def _g(x: Any) -> str:
+    return f"{x:g}" if isinstance(x, float) else str(x)
+
+
+def make_schedule(s: dict, v: Mapping[str, Any], axes: Any) -> Any:
+    """The learning rate of one member: a (traced) float, a schedule or a plateau controller."""
+    import jaxlr
+
+    lr, steps, name = v["lr"], s["steps"], s["schedule"]
+    if name == "warmup_cosine":
+        return jaxlr.warmup_cosine_decay(0.0, lr, v["warmup_steps"], steps,
+                                         end_value=v["alpha"] * lr)
+    if name == "one_cycle":
+        return jaxlr.one_cycle(steps, lr, v["pct_start"], div_factor=v["div_factor"],
+                               final_div_factor=v["final_div_factor"])
+    w = v["warmup_steps"]
+    warm = "warmup_steps" in axes or w != 0
+    rest = steps - w
+    if name in ("constant", "plateau"):
+        base = jaxlr.constant(lr) if warm else lr
+    elif name == "step":
+        base = jaxlr.step_decay(lr, v["step_size"], v["factor"])
+    elif name == "exponential":
+        base = jaxlr.exponential_decay(lr, rest, v["decay_rate"])
+    elif name == "cosine":
+        base = jaxlr.cosine_decay(lr, rest, v["alpha"])
+    else:  # pragma: no cover - argparse's choices
+        raise UsageError(f"unknown --schedule {name}; choose from {', '.join(SCHEDULES)}")
+    if warm:
+        base = jaxlr.warmup(base, w)
+    if name == "plateau":
+        return jaxlr.reduce_on_plateau(base, factor=v["factor"], patience=v["patience"],
+                                       threshold=v["threshold"], cooldown=v["cooldown"],
+                                       accumulate=v["accumulate"])
+    return base
+
+
+def make_optimizer(s: dict, v: Mapping[str, Any], learning_rate: Any) -> Any:
+    """The optax transform of one member (``v``: its hyperparameters, traced or not)."""
+    import optax
+
+    import jaxlr
+
+    name, conv, nesterov = s["optimizer"], s["convention"], s["nesterov"]
+    if name in ("sgd", "momentum"):
+        tx = jaxlr.sgd(learning_rate, v["momentum"], nesterov, convention=conv)
+    elif name == "adagrad":
+        tx = jaxlr.adagrad(learning_rate, convention=conv)
+    elif name == "rmsprop":
+        tx = jaxlr.rmsprop(learning_rate, momentum=v["momentum"], nesterov=nesterov,
+                           convention=conv)
+    elif name == "adam":
+        tx = jaxlr.adam(learning_rate, v["b1"], v["b2"], nesterov=nesterov, convention=conv)
+    else:
+        tx = jaxlr.adamw(learning_rate, v["b1"], v["b2"], weight_decay=v["weight_decay"],
+                         nesterov=nesterov, convention=conv)
+    wd = v["weight_decay"]
+    if name != "adamw" and not (isinstance(wd, (int, float)) and wd == 0):
+        if isinstance(wd, (int, float)) and wd < 0:
+            raise ValueError(f"weight_decay must be >= 0, got weight_decay={wd:g}")
+        tx = optax.chain(optax.add_decayed_weights(wd), tx)
+    return tx
+
+
+class Task(NamedTuple):
+    init: Callable
+    train: tuple
+    eval: tuple
+    grid: Any
+    optimizer: Callable[[dict], Any]  # hp -> optax transform
+
+
+def build_task(s: dict, *, data: bool = True) -> Task:
+    """Everything ``jaxlr.sweep`` needs for the settings ``s`` (data loaded if ``data``)."""
+    import jaxlr
+
+    spec = DATASETS[s["dataset"]]
+    x, y, xe, ye = spec.load() if data else (None,) * 4
+    axes = swept(s)
+    constants = {k: v[0] for k, v in s["params"].items()}
+
+    def optimizer(hp: dict) -> Any:
+        v = {**constants, **{k: hp[k] for k in axes}}
+        return make_optimizer(s, v, make_schedule(s, v, axes))
+
+    g = jaxlr.grid(**axes, seed=s["seeds"])
+    return Task(make_model(s["model"], spec), (x, y), (xe, ye), g, optimizer)

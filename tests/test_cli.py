@@ -1,0 +1,328 @@
+"""The jaxlr command: defaults, an end-to-end tiny sweep, report, --json, reproducibility,
+resume after SIGKILL, find, and one-line errors (exit code 2) for user mistakes."""
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from jaxlr import _cli, _records
+from jaxlr._cli import main
+
+TINY = ["--steps", "20", "--lr", "1e-3:1:4", "--seeds", "2", "--no-progress"]
+
+
+def run(argv):
+    """main(argv) in-process -> (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def npz(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def table_of(stdout):
+    """The table and the recommendation lines of a sweep's / report's stdout."""
+    return [line for line in stdout.splitlines() if not line.startswith("run directory")]
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_default_sweep_is_16_lrs_x_3_seeds_500_steps_adam_mlp_on_digits():
+    s = _cli.resolve(_cli.build_parser().parse_args(["sweep"]))
+    np.testing.assert_allclose(s["lr"], np.logspace(-4, 0, 16), rtol=1e-12)
+    assert s["seeds"] == [0, 1, 2] and s["steps"] == 500 and s["batch_size"] == 128
+    assert (s["optimizer"], s["model"], s["dataset"], s["schedule"]) == (
+        "adam", "mlp", "digits", "constant")
+    assert _cli.swept(s) == {"lr": s["lr"]}
+    assert len(_cli.build_task(s, data=False).grid) == 48
+    x, y, xe, ye = _cli.DATASETS["digits"].load()
+    assert x.shape == (1438, 64) and xe.shape == (359, 64) and y.max() == 9
+    np.testing.assert_array_equal(_cli.DATASETS["digits"].load()[3], ye)  # fixed permutation
+
+
+def test_lists_become_grid_axes_read_from_the_traced_hp():
+    argv = ["sweep", "--lr", "1e-3,1e-2", "--optimizer", "momentum", "--momentum", "0.8,0.9",
+            "--schedule", "cosine", "--warmup-steps", "0,50,100", "--seeds", "0,7"]
+    s = _cli.resolve(_cli.build_parser().parse_args(argv))
+    assert list(_cli.swept(s)) == ["lr", "momentum", "warmup_steps"]
+    task = _cli.build_task(s, data=False)
+    assert len(task.grid) == 2 * 2 * 3 * 2 and sorted(set(task.grid.columns["seed"])) == [0, 7]
+    # the optimizer of one member traces with every swept value abstract (one compile)
+    params = {"w": jax.numpy.zeros(3)}
+    hp = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in task.grid.columns.items()}
+    jax.eval_shape(lambda hp: task.optimizer(hp).init(params), hp)
+
+
+def test_help_and_version_exit_0():
+    for argv in (["--help"], ["sweep", "--help"], ["find", "--help"], ["--version"]):
+        rc, out, _ = run(argv)
+        assert rc == 0 and "jaxlr" in out
+
+
+def test_devices_flag_is_set_before_jax_starts_and_never_overrides_the_user(monkeypatch):
+    monkeypatch.setattr(_cli, "_backends_initialized", lambda: False)
+    monkeypatch.setattr(_cli, "_cores", lambda: 4)
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    _cli.configure_devices(None)
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=4"
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_thunk_runtime=true")
+    _cli.configure_devices(None)  # the user's flags, no count: left alone
+    assert os.environ["XLA_FLAGS"] == "--xla_cpu_use_thunk_runtime=true"
+    _cli.configure_devices(2)  # --devices adds the count
+    assert os.environ["XLA_FLAGS"].endswith("--xla_force_host_platform_device_count=2")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+    _cli.configure_devices(2)
+    assert os.environ["XLA_FLAGS"] == "--xla_force_host_platform_device_count=8"
+    monkeypatch.setattr(_cli, "_cores", lambda: 1)
+    monkeypatch.delenv("XLA_FLAGS")
+    _cli.configure_devices(None)
+    assert "XLA_FLAGS" not in os.environ
+
+
+def test_importing_the_cli_does_not_start_jax():
+    """XLA_FLAGS set by main() only works if nothing started the backend on import."""
+    code = ("import jaxlr._cli; from jax._src import xla_bridge; "
+            "assert not xla_bridge.backends_are_initialized(), 'backend started on import'")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    """The same tiny sweep twice: once printing the table, once with --json."""
+    root = tmp_path_factory.mktemp("cli")
+    a, b = root / "a", root / "b"
+    first = run(["sweep", *TINY, "--out", a])
+    second = run(["sweep", *TINY, "--out", b, "--json"])
+    return a, first, b, second
+
+
+def test_sweep_writes_every_record(two_runs):
+    a, (rc, out, err), _, _ = two_runs
+    assert rc == 0, err
+    names = {p.name for p in a.iterdir()}
+    assert names >= {"config.json", "environment.json", "results.npz", "summary.json",
+                     "sweep.png", "checkpoints"}
+    assert sorted((a / "checkpoints").glob("ckpt-*"))
+    config = json.loads((a / "config.json").read_text())
+    assert config["command"] == "sweep" and config["jaxlr_version"]
+    assert config["argv"][:3] == ["sweep", "--steps", "20"]
+    s = config["settings"]
+    assert len(s["lr"]) == 4 and s["seeds"] == [0, 1] and s["steps"] == 20
+    assert s["params"]["b1"] == [0.9] and s["devices"] == len(jax.devices())
+    assert config["grid"]["members"] == 8
+    env = json.loads((a / "environment.json").read_text())
+    assert env["versions"]["jax"] == jax.__version__ and env["backend"]
+    arrays = npz(a / "results.npz")
+    assert arrays["loss"].shape == (8, 20) and arrays["eval"].shape == (8, 1)
+    assert set(arrays) >= {"lr", "eval_accuracy", "eval_steps", "diverged", "diverged_at",
+                           "hp_lr", "hp_seed"}
+    summary = json.loads((a / "summary.json").read_text())
+    assert summary["recommended"]["hparams"]["lr"] in [r["hparams"]["lr"]
+                                                       for r in summary["rows"]]
+    assert len(summary["diagnosis"]) == 8
+    # the printed table: a row per LR, mean ± std, the diagnosis, the recommendation
+    lines = out.splitlines()
+    assert "eval loss" in lines[0] and "accuracy" in lines[0] and "diagnosis" in lines[0]
+    assert sum("±" in line for line in lines[2:6]) >= 3
+    assert any(line.startswith("recommended: lr=") for line in lines)
+    assert f"run directory: {a}" in out
+
+
+def test_report_reprints_the_same_table_without_training(two_runs):
+    a, (_, out, _), _, _ = two_runs
+    (a / "sweep.png").unlink()
+    rc, report, err = run(["report", a])
+    assert rc == 0, err
+    assert table_of(report) == table_of(out)
+    assert (a / "sweep.png").is_file()  # re-drawn
+
+
+def test_json_summary_parses(two_runs):
+    _, _, b, (rc, out, err) = two_runs
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["run_dir"] == str(b) and summary["members"] == 8
+    assert summary["recommended"]["metrics"]["accuracy"]["mean"] > 0.1
+    assert len(summary["rows"]) == 4
+    rc, out, _ = run(["report", b, "--json", "--no-plot"])
+    assert json.loads(out)["rows"] == summary["rows"]
+
+
+def test_two_identical_runs_give_bitwise_identical_results(two_runs):
+    a, _, b, _ = two_runs
+    ra, rb = npz(a / "results.npz"), npz(b / "results.npz")
+    assert sorted(ra) == sorted(rb)
+    for k in ra:
+        assert ra[k].dtype == rb[k].dtype and ra[k].tobytes() == rb[k].tobytes(), k
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+    assert sa["arrays_sha256"] == sb["arrays_sha256"]
+
+
+def test_load_restores_trained_params_from_the_last_checkpoint(two_runs):
+    a = two_runs[0]
+    res = _records.load(a)
+    best = res.best(by="eval", over="seed")
+    model = best.params
+    model.eval()
+    _, _, xe, ye = _cli.DATASETS["digits"].load()
+    loss, aux = _cli.loss_fn(model, (xe, ye))
+    np.testing.assert_allclose(float(loss), res.eval[best.index, -1], rtol=1e-6)
+    np.testing.assert_allclose(float(aux["accuracy"]), res.eval_aux["accuracy"][best.index, -1])
+
+
+def test_find_prints_suggestions_and_saves_the_plot(tmp_path):
+    out_dir = tmp_path / "find"
+    rc, out, err = run(["find", "--steps", "30", "--seeds", "1", "--model", "logreg",
+                        "--no-progress", "--out", out_dir])
+    assert rc == 0, err
+    assert "suggested LR:" in out and "valley" in out and "steepest" in out
+    assert {p.name for p in out_dir.iterdir()} >= {"config.json", "environment.json",
+                                                   "finder.npz", "finder.png", "summary.json"}
+    summary = json.loads((out_dir / "summary.json").read_text())
+    assert set(summary["suggestions"]) == {"valley", "steepest", "minimum"}
+    rc, report, _ = run(["report", out_dir])
+    assert rc == 0 and report.splitlines()[0] == out.splitlines()[0]
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
+    args = ["sweep", "--model", "logreg", "--optimizer", "sgd", "--steps", "400",
+            "--chunk-size", "10", "--lr", "0.1,1,1000", "--seeds", "2", "--devices", "1",
+            "--no-progress"]
+    killed, ref = tmp_path / "killed", tmp_path / "ref"
+    log = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "jaxlr._cli", *args, "--out", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=log, cwd=tmp_path)
+    target = int(np.random.default_rng().integers(0, 8))  # kill after a random chunk
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        done = [int(p.name.split("-")[1]) for p in (killed / "checkpoints").glob("ckpt-*")]
+        if done and max(done) >= target:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the sweep ended before it could be killed: " + (
+        tmp_path / "stderr.txt").read_text()[-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    log.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "results.npz").exists()
+    rc, _, err = run(["report", killed])
+    assert rc == 2 and "jaxlr resume" in err
+    rc, _, err = run(["resume", killed, "--no-progress"])
+    assert rc == 0, err
+    rc, _, err = run([*args, "--out", ref])
+    assert rc == 0, err
+    resumed, uninterrupted = npz(killed / "results.npz"), npz(ref / "results.npz")
+    assert sorted(resumed) == sorted(uninterrupted)
+    for k in resumed:
+        np.testing.assert_array_equal(resumed[k], uninterrupted[k], err_msg=k)
+    assert resumed["diverged"].any()  # lr 1000 diverges: the quarantine survives a resume
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _bad_inputs(tmp):
+    (tmp / "a_file").write_text("")
+    unfinished = tmp / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "config.json").write_text(json.dumps({"command": "find"}))
+    return {
+        "lr not a number": ["sweep", "--lr", "abc"],
+        "lr range backwards": ["sweep", "--lr", "1:0.1:4"],
+        "lr range bad n": ["sweep", "--lr", "1e-4:1:x"],
+        "unknown schedule": ["sweep", "--schedule", "warmup_linear"],
+        "unknown option": ["sweep", "--learning-rate", "0.1"],
+        "unwritable out": ["sweep", "--out", tmp / "a_file" / "run"],
+        "out is a file": ["sweep", "--out", tmp / "a_file"],
+        "report without a run": ["report", tmp],
+        "report of a missing dir": ["report", tmp / "missing"],
+        "resume without a run": ["resume", tmp],
+        "resume a find run": ["resume", unfinished],
+        "option of another schedule": ["sweep", "--patience", "3"],
+        "option of another optimizer": ["sweep", "--momentum", "0.9"],
+        "bad value in a list": ["sweep", "--schedule", "one_cycle", "--pct-start", "0.3,1.5"],
+        "warmup too long": ["sweep", "--warmup-steps", "500"],
+        "not a whole number": ["sweep", "--patience", "2.5", "--schedule", "plateau"],
+        "zero steps": ["sweep", "--steps", "0"],
+        "zero seeds": ["sweep", "--seeds", "0"],
+        "batch too large": ["sweep", "--batch-size", "100000"],
+        "too many devices": ["sweep", "--devices", "4096"],
+        "find ramp backwards": ["find", "--min-lr", "1", "--max-lr", "0.1"],
+        "find with a list": ["find", "--weight-decay", "0,0.1"],
+        "no command": [],
+    }
+
+
+def test_user_mistakes_are_one_line_and_exit_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, argv in _bad_inputs(tmp_path).items():
+        rc, out, err = run(argv)
+        lines = err.strip().splitlines()
+        assert rc == 2, f"{name}: exit {rc}, stderr {err!r}"
+        assert len(lines) == 1 and lines[0].startswith("jaxlr: error: "), f"{name}: {err!r}"
+        assert "Traceback" not in err and out == "", name
+    assert not (tmp_path / "runs").exists()  # nothing was written before the error
+
+
+def test_error_messages_name_the_fix(tmp_path):
+    cases = {("sweep", "--lr", "abc"): "1e-4:1:16",
+             ("sweep", "--lr", "1:0.1:4"): "lo must be < hi",
+             ("sweep", "--schedule", "nope"): "choose from",
+             ("report", str(tmp_path)): "no jaxlr run",
+             ("sweep", "--patience", "3"): "--schedule plateau",
+             ("sweep", "--out", "/proc/no/such"): "--out DIR"}
+    for argv, needle in cases.items():
+        rc, _, err = run(list(argv))
+        assert rc == 2 and needle in err, (argv, err)
+
+
+# --------------------------------------------------------------------------- the default
+
+
+@pytest.mark.slow
+def test_jaxlr_sweep_without_arguments(tmp_path):
+    exe = shutil.which("jaxlr")
+    cmd = [exe, "sweep"] if exe else [sys.executable, "-m", "jaxlr._cli", "sweep"]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                          encoding="utf-8", timeout=300)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert elapsed < 120, f"the default sweep took {elapsed:.0f} s"
+    runs = list((tmp_path / "runs").glob("*-sweep"))
+    assert len(runs) == 1
+    assert {p.name for p in runs[0].iterdir()} >= {"config.json", "environment.json",
+                                                   "results.npz", "summary.json", "sweep.png",
+                                                   "checkpoints"}
+    lines = proc.stdout.splitlines()
+    assert len([line for line in lines[2:] if "/3" in line]) == 16  # one row per LR
+    assert any(line.startswith("recommended: lr=") for line in lines)
+    summary = json.loads((runs[0] / "summary.json").read_text())
+    assert summary["members"] == 48 and summary["steps"] == 500
+    assert summary["recommended"]["metrics"]["accuracy"]["mean"] > 0.95
+    assert "48 members" in proc.stderr
