@@ -773,11 +773,10 @@ def report_chunks(r: dict, p: dict, misses: list[str]) -> None:
         print(f"chunk_size={small} runs {extra} more chunks than chunk_size={steps}: "
               f"{per_chunk:.1f} ms per extra chunk (host work between chunks: batch indices, "
               "loss/LR transfers, dispatch).")
-    k = min(steps, 200)
+    k = -(-steps // -(-steps // 200))  # jaxlr.sweep's default without eval_every
     print()
-    print(f"The default chunk_size is min(steps, eval_every or 200) = {k}: {steps} steps run as "
-          f"{-(-steps // k)} chunk(s) = {-(-steps // k) * k} scanned steps (the last chunk's tail "
-          "is computed, then masked).")
+    print(f"The default chunk_size (at most 200, dividing the run evenly) is {k}: {steps} steps "
+          f"run as {-(-steps // k)} chunk(s) = {-(-steps // k) * k} scanned steps.")
     print()
 
 
