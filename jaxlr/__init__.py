@@ -10,6 +10,7 @@ from jaxlr._grid import Grid, grid
 from jaxlr._learning_rate import LearningRateState, current_lr, scale_by_learning_rate
 from jaxlr._optimizers import adagrad, adam, adamw, rmsprop, sgd
 from jaxlr._plateau import Controller, PlateauState, reduce_on_plateau
+from jaxlr._prune import SuccessiveHalving, successive_halving
 from jaxlr._records import load
 from jaxlr._result import Best, SweepResult
 from jaxlr._schedules import (
@@ -41,6 +42,7 @@ __all__ = [
     "LearningRateState", "reduce_on_plateau", "Controller", "PlateauState",
     # sweeps and the LR range test
     "grid", "Grid", "sweep", "SweepResult", "Best", "find_lr", "FinderResult", "load",
+    "successive_halving", "SuccessiveHalving",
     # diagnosis
     "diagnose", "Diagnosis",
 ]

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 LABELS = ("diverged", "oscillating", "too_slow", "schedule_too_aggressive", "healthy")
+PRUNED = "pruned"  # a sweep member pruned before MIN_STEPS steps: too short to judge
 
 MIN_STEPS = 20  # shorter curves cannot show a trend: ValueError
 DIVERGENCE_FACTOR = 100.0  # blow-up: loss_t - loss_0 > 100 |loss_0| (jaxlr.sweep's quarantine)
@@ -38,7 +39,7 @@ class Diagnosis(NamedTuple):
     ``str(d)`` is a one-line summary: ``"label: reason -> advice"``.
     """
 
-    label: str  # one of LABELS
+    label: str  # one of LABELS (or PRUNED for a sweep member pruned too early to judge)
     reason: str  # the evidence in the curve, in numbers
     advice: str  # what to change, with a number where possible
     evidence: dict  # the numbers behind reason and advice: name -> float | int
@@ -489,7 +490,11 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
     - the LR curves ``result.lr`` (where recorded, i.e. not all NaN) to find schedule cuts;
     - groups: members with equal values of every other hyperparameter except ``seed`` are one
       LR sweep (seeds are pooled: a clear gap must hold whatever the seed);
-    - ``result.diverged_at``: members the sweep quarantined are ``diverged``.
+    - ``result.diverged_at``: members the sweep quarantined are ``diverged``;
+    - ``result.pruned_at``: a member that successive halving stopped at a rung is judged on
+      the steps before it, with every member as context (its reason says so; when that is
+      fewer than 20 steps its label is ``"pruned"``: too short to judge); the survivors are
+      judged among themselves.
 
     Args:
         result: a :class:`SweepResult` (``loss``, ``lr`` [M, steps], ``hparams``,
@@ -525,4 +530,32 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
     if "lr" in hp:
         value = hp["lr"].astype(np.float64)
     div_at = None if result.diverged_at is None else np.asarray(result.diverged_at).reshape(m)
-    return _diagnose_arrays(loss, value, curve, gid, div_at)
+    pruned_at = np.asarray(getattr(result, "pruned_at", np.full(m, -1))).reshape(m)
+    if not (pruned_at >= 0).any():
+        return _diagnose_arrays(loss, value, curve, gid, div_at)
+    # successive halving: the survivors are judged among themselves on the whole run; the
+    # members pruned at a rung are judged with every member, on the steps before that rung
+    out: list[Diagnosis | None] = [None] * m
+    for rung in np.unique(pruned_at):
+        sel = pruned_at == rung if rung < 0 else np.ones(m, bool)
+        span = slice(None) if rung < 0 else slice(0, int(rung))
+        if loss[sel, span].shape[1] < MIN_STEPS:
+            for i in np.flatnonzero(pruned_at == rung):
+                out[i] = Diagnosis(
+                    PRUNED, f"pruned at step {rung} by successive halving, before the "
+                    f"{MIN_STEPS} steps a trend needs: too short to judge",
+                    f"nothing to fix: its setting ranked below the survivors at step {rung}; "
+                    f"use min_steps >= {MIN_STEPS} to diagnose pruned members",
+                    {"pruned_at": int(rung)})
+            continue
+        found = _diagnose_arrays(loss[sel, span], value[sel],
+                                 None if curve is None else curve[sel, span], gid[sel],
+                                 None if div_at is None else np.where(
+                                     (div_at >= 0) & (div_at < loss[:, span].shape[1]), div_at,
+                                     -1)[sel])
+        for i, d in zip(np.flatnonzero(sel), found):
+            if pruned_at[i] == rung:
+                out[i] = d if rung < 0 else d._replace(
+                    reason=f"pruned at step {rung} by successive halving; until then {d.reason}",
+                    evidence={**d.evidence, "pruned_at": int(rung)})
+    return out

@@ -94,6 +94,16 @@ class Grid:
         idx = np.atleast_1d(np.asarray(indices))
         return Grid({k: v[idx] for k, v in self.columns.items()})
 
+    def settings(self) -> np.ndarray:
+        """[M] int: each member's hyperparameter setting (every column but ``seed``), numbered
+        in order of first appearance; members that differ only in ``seed`` share one."""
+        names = [k for k in self.columns if k != "seed"]
+        if not names:
+            return np.zeros(len(self), np.int64)
+        keys = np.stack([self.columns[k].astype(np.float64) for k in names], axis=1)
+        _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        return np.argsort(np.argsort(first))[inverse.reshape(-1)]
+
     @property
     def names(self) -> list[str]:
         return list(self.columns)

@@ -7,8 +7,8 @@ result files alone) holds:
 - ``environment.json``: versions (jaxlr, jax, jaxlib, optax, flax, numpy...), backend, devices,
   Python, platform, CPU count, ``XLA_FLAGS``;
 - ``results.npz`` (a sweep): ``loss``, ``lr`` [M, steps], ``eval`` [M, E], ``eval_<metric>``
-  [M, E], ``eval_steps`` [E], ``diverged``, ``diverged_at`` [M], ``hp_<name>`` [M] (the grid's
-  columns, in the order of ``hparam_names``); or ``finder.npz`` (an LR range test);
+  [M, E], ``eval_steps`` [E], ``diverged``, ``diverged_at``, ``pruned_at`` [M], ``hp_<name>``
+  [M] (the grid's columns, in the order of ``hparam_names``); or ``finder.npz`` (an LR range test);
 - ``summary.json``: the table rows (mean ± std over seeds), the recommended setting, each
   member's diagnosis, and a SHA-256 of the result arrays (equal digests = equal arrays);
 - ``sweep.png`` / ``finder.png`` (with matplotlib) and ``checkpoints/`` (the sweep's).
@@ -220,6 +220,7 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
     except ValueError:
         best = None
     diverged = np.asarray(result.diverged, bool)
+    pruned = np.asarray(result.pruned_at) >= 0
     labels = [d.label for d in diagnosis] if diagnosis is not None else None
     rows = []
     for idx in result._groups().values():
@@ -236,6 +237,7 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
             "members": idx.tolist(),
             "seeds": len(idx),
             "diverged": int(diverged[idx].sum()),
+            "pruned_at": int(result.pruned_at[i0]),
             "metrics": {name: _stats(np.asarray(vals, np.float64)[keep])
                         for name, vals in metrics.items()},
             "diagnosis": label,
@@ -261,6 +263,7 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
         "recommended": recommended,
         "rows": rows,
         "diverged": int(diverged.sum()),
+        "pruned": int(pruned.sum()),
         "label_counts": dict(Counter(labels)) if labels else {},
         "diagnosis": ([_diagnosis_dict(d) for d in diagnosis] if diagnosis is not None
                       else None),
@@ -278,7 +281,9 @@ def _num(v: Any) -> str:
 def format_table(summary: dict[str, Any]) -> str:
     """The summary's rows as an aligned text table (``*`` marks the recommended setting)."""
     names, metric_names = summary["axes"], summary["metric_names"]
-    header = ["", *names, *metric_names, "diverged", "diagnosis"]
+    pruning = bool(summary.get("pruned"))
+    header = ["", *names, *metric_names, "diverged", *(["pruned at"] if pruning else []),
+              "diagnosis"]
     lines = []
     for row in summary["rows"]:
         cells = ["*" if row["best"] else "", *(_num(row["hparams"][k]) for k in names)]
@@ -289,7 +294,10 @@ def format_table(summary: dict[str, Any]) -> str:
             else:
                 spread = f" ± {s['std']:.2g}" if row["seeds"] - row["diverged"] > 1 else ""
                 cells.append(f"{s['mean']:.4g}{spread}")
-        cells += [f"{row['diverged']}/{row['seeds']}", row["diagnosis"]]
+        cells.append(f"{row['diverged']}/{row['seeds']}")
+        if pruning:
+            cells.append(str(row["pruned_at"]) if row["pruned_at"] >= 0 else "")
+        cells.append(row["diagnosis"])
         lines.append(cells)
     widths = [max(len(r[j]) for r in [header, *lines]) for j in range(len(header))]
     left = {len(header) - 1}  # the diagnosis reads better left-aligned
@@ -327,7 +335,7 @@ def format_recommendation(summary: dict[str, Any]) -> str:
 def result_arrays(result: SweepResult) -> dict[str, np.ndarray]:
     """The arrays ``results.npz`` holds (see the module docstring)."""
     out = {"loss": result.loss, "lr": result.lr, "diverged": result.diverged,
-           "diverged_at": result.diverged_at,
+           "diverged_at": result.diverged_at, "pruned_at": result.pruned_at,
            "eval_steps": np.asarray(result.eval_steps if result.eval_steps is not None else [],
                                     np.int32),
            "hparam_names": np.asarray(list(result.hparams), dtype=str)}
@@ -444,7 +452,8 @@ def load(directory: str | os.PathLike) -> Any:
 
     Returns:
         For a sweep (``results.npz``), a :class:`SweepResult` whose ``loss``, ``lr``, ``eval``,
-        ``eval_aux``, ``eval_steps``, ``diverged``, ``diverged_at`` and ``hparams`` equal the
+        ``eval_aux``, ``eval_steps``, ``diverged``, ``diverged_at``, ``pruned_at`` and
+        ``hparams`` equal the
         saved ones (``params(i)``: see :class:`SavedSweepResult`); for an LR range test
         (``finder.npz``), a :class:`jaxlr.FinderResult`.
 
@@ -494,7 +503,7 @@ def _load_sweep(d: Path) -> SavedSweepResult:
     return SavedSweepResult(directory=d, grid=grid, loss=a["loss"], lr=a["lr"],
                             eval=a.get("eval"), eval_aux=aux if "eval" in a else {},
                             eval_steps=a["eval_steps"], diverged=a["diverged"],
-                            diverged_at=a["diverged_at"])
+                            diverged_at=a["diverged_at"], pruned_at=a.get("pruned_at"))
 
 
 # --------------------------------------------------------------------------- finder

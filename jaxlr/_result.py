@@ -33,15 +33,21 @@ class SweepResult:
         eval: [M, E] loss on ``eval_data`` at ``eval_steps`` (None without eval data);
         eval_aux: dict name -> [M, E] of the aux metrics returned by ``loss_fn``.
         diverged: [M] bool; diverged_at: [M] step of divergence, -1 if never.
+        pruned_at: [M] the rung at which successive halving stopped the member, -1 if never
+            (its curves are NaN after it, it is never the best, its params are those at the
+            rung).
     """
 
     def __init__(self, *, grid: Grid, loss, lr, eval, eval_aux, eval_steps, diverged,
-                 diverged_at, state: Any, assemble: Callable[[Any, Any], Any]):
+                 diverged_at, state: Any, assemble: Callable[[Any, Any], Any],
+                 pruned_at=None):
         self.grid = grid
         self.hparams = dict(grid.columns)
         self.loss, self.lr = loss, lr
         self.eval, self.eval_aux, self.eval_steps = eval, eval_aux, eval_steps
         self.diverged, self.diverged_at = diverged, diverged_at
+        self.pruned_at = (np.full(len(grid), -1, np.int32) if pruned_at is None
+                          else np.asarray(pruned_at))
         self._state, self._assemble = state, assemble
 
     def __len__(self) -> int:
@@ -131,7 +137,8 @@ class SweepResult:
         names = [k for k in self.hparams if k != "seed"]
         cols = ["final loss"] + (["eval loss"] if self.eval is not None else [])
         cols += sorted(self.eval_aux)
-        header = names + cols + ["diverged"]
+        pruning = bool((self.pruned_at >= 0).any())
+        header = names + cols + ["diverged"] + (["pruned at"] if pruning else [])
         rows = []
         for key, idx in self._groups().items():
             cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in key]
@@ -142,6 +149,9 @@ class SweepResult:
                 spread = f" ± {ok.std():.2g}" if len(idx) > 1 and ok.size else ""
                 cells.append(f"{ok.mean():.4g}{spread}" if ok.size else "—")
             cells.append(f"{int(self.diverged[idx].sum())}/{len(idx)}")
+            if pruning:
+                at = int(self.pruned_at[idx[0]])
+                cells.append(str(at) if at >= 0 else "")
             rows.append(cells)
         widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
         fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))
@@ -167,7 +177,7 @@ class SweepResult:
         """Plain numpy arrays of everything measured (no trained params)."""
         out = {"hparams": dict(self.hparams), "loss": self.loss, "lr": self.lr,
                "diverged": self.diverged, "diverged_at": self.diverged_at,
-               "eval_steps": self.eval_steps}
+               "pruned_at": self.pruned_at, "eval_steps": self.eval_steps}
         if self.eval is not None:
             out["eval"] = self.eval
             out.update({f"eval_{k}": v for k, v in self.eval_aux.items()})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -16,6 +17,7 @@ from jaxlr import _checkpoint, _checks
 from jaxlr._grid import Grid, grid
 from jaxlr._learning_rate import LearningRateState
 from jaxlr._models import Model, adapt
+from jaxlr._prune import SuccessiveHalving
 from jaxlr._result import SweepResult
 
 
@@ -126,6 +128,7 @@ def sweep(
     chunk_size: int | None = None,
     divergence_factor: float = 100.0,
     divergence: DivergenceRule | None = None,
+    prune: SuccessiveHalving | None = None,
 ) -> SweepResult:
     r"""Train every member of ``grid`` in parallel: one compiled ``jit(vmap(scan))`` program.
 
@@ -172,10 +175,12 @@ def sweep(
         divergence_factor: the blow-up threshold above (> 0).
         divergence: a custom :class:`DivergenceRule` replacing the blow-up test (advanced; e.g.
             the LR range test's stop rule).
+        prune: :func:`jaxlr.successive_halving` to stop the losing settings at rungs and
+            compact the survivors into a smaller batch (see there); ``pruned_at`` records it.
 
     Returns:
         A :class:`SweepResult` with ``loss``/``lr`` ``[M, steps]``, ``eval``, ``diverged``,
-        ``diverged_at``, ``best()``, ``params(i)``, ``table()``.
+        ``diverged_at``, ``pruned_at``, ``best()``, ``params(i)``, ``table()``.
 
     Example:
         >>> import jax, jax.numpy as jnp, jaxlr
@@ -198,12 +203,9 @@ def sweep(
         raise ValueError(f"optimizer must be a function hp -> optax transform, got {optimizer!r}")
     if eval_every is not None:
         eval_every = int(_checks.hparam("eval_every", eval_every, gt=0, integer=True))
-    if chunk_size is not None:
-        k = int(chunk_size)
-    elif eval_every is not None:
-        k = min(steps, eval_every)
-    else:  # chunks of <= 200 steps that divide the run evenly: the padded tail stays tiny
-        k = -(-steps // -(-steps // 200))
+    if prune is not None and not isinstance(prune, SuccessiveHalving):
+        raise ValueError(f"prune must be jaxlr.successive_halving(...), got {prune!r}")
+    k = _default_chunk(steps, eval_every, prune) if chunk_size is None else int(chunk_size)
     _checks.hparam("chunk_size", k, gt=0, integer=True)
     if eval_every is not None and eval_every % k:
         raise ValueError(f"eval_every must be a multiple of chunk_size, got eval_every="
@@ -229,17 +231,16 @@ def sweep(
     model = adapt(init, loss_fn)
     devices = list(jax.local_devices() if devices is None else devices)
     m_real = len(g)
-    m_pad = -(-m_real // len(devices)) * len(devices)
-    cols = {kk: np.concatenate([v, np.repeat(v[-1:], m_pad - m_real)])
-            for kk, v in g.columns.items()}
+    cols = dict(g.columns)
     if "seed" not in cols:
-        cols["seed"] = np.zeros(m_pad, np.int32)
+        cols["seed"] = np.zeros(m_real, np.int32)
     seeds_unique, seed_pos = np.unique(cols["seed"], return_inverse=True)
+    cols["_seed_pos"] = seed_pos.astype(np.int32)
 
     mesh = Mesh(np.array(devices), ("member",))
     by_member, replicated = NamedSharding(mesh, P("member")), NamedSharding(mesh, P())
-    hp = jax.device_put({kk: jnp.asarray(v) for kk, v in cols.items()}, by_member)
-    seed_pos = jax.device_put(jnp.asarray(seed_pos, jnp.int32), by_member)
+    rows = _Rows(np.arange(m_real), len(devices))
+    hp, seed_pos = rows.put(cols, by_member)
     seeds_dev = jax.device_put(jnp.asarray(seeds_unique, jnp.int32), replicated)
     if in_memory:
         data = jax.device_put(data, replicated)
@@ -251,7 +252,10 @@ def sweep(
     if not in_memory:
         batches = _chain_first(sample_batch, batches)
     program = _Program(model, optimizer, steps, rule)
-    program.check(jax.tree.map(lambda v: v[0], hp), sample_batch)
+    aux_names = program.check(jax.tree.map(lambda v: v[0], hp), sample_batch)
+    if prune is not None:
+        _check_prune(prune, k, eval_data, eval_every, aux_names)
+    rungs = set(prune.rungs(steps)) if prune is not None else set()
 
     init_all = jax.jit(jax.vmap(program.init), out_shardings=by_member)
     carry = init_all(hp)
@@ -265,21 +269,34 @@ def sweep(
 
     chunk_fn = jax.jit(run_chunk, out_shardings=by_member, donate_argnums=0)
     eval_fn = jax.jit(jax.vmap(program.evaluate, in_axes=(0, None)))
+    # with pruning, ``store`` keeps every member's final state, row m = member m: a pruned
+    # member's is written at its rung, the survivors' at the end
+    store = (jax.jit(_final_state, out_shardings=by_member)(carry) if prune is not None
+             else None)
+    write_store = jax.jit(_write_rows, out_shardings=by_member, donate_argnums=0)
+    take_rows = jax.jit(_take_rows, out_shardings=by_member)
+    pruned_at = np.full(m_real, -1, np.int32)
 
     n_chunks = -(-steps // k)
-    rec = _Records()
+    rec = _Records(m_real)
     first_chunk = 0
     if checkpoint is not None:
         config = {"grid": {kk: v.tolist() for kk, v in cols.items()}, "steps": steps,
                   "batch_size": batch_size, "chunk": k, "eval_every": eval_every,
                   "examples": n, "divergence": "custom" if divergence else
-                  float(divergence_factor)}
+                  float(divergence_factor), "devices": len(devices),
+                  "prune": None if prune is None else list(prune)}
         config_hash = _checkpoint.fingerprint(config)
-        restored = _checkpoint.load(checkpoint, config_hash, carry)
+        restored = _checkpoint.load(checkpoint, config_hash, (carry, store))
         if restored is not None:
-            done, carry_np, saved = restored
+            done, (carry_np, store_np), saved = restored
+            if prune is not None:
+                rows = _Rows(saved.pop("active"), len(devices))
+                pruned_at = saved.pop("pruned_at")
+                hp, seed_pos = rows.put(cols, by_member)
+                store = jax.device_put(store_np, by_member)
             carry = jax.device_put(carry_np, by_member)
-            rec = _Records.from_arrays(saved)
+            rec = _Records.from_arrays(m_real, saved)
             first_chunk = done + 1
             if not in_memory:
                 for _ in range(min(first_chunk * k, steps)):
@@ -290,13 +307,11 @@ def sweep(
 
     def collect(pending) -> None:
         """Bring one chunk's curves (and eval) to the host, advance the progress bar."""
-        t0, t_end, (loss_c, lr_c), ev = pending
-        loss_np = np.asarray(loss_c)[:m_real]
-        rec.loss.append(loss_np)
-        rec.lr.append(np.asarray(lr_c)[:m_real])
+        t0, t_end, (loss_c, lr_c), ev, active = pending
+        loss_np = rec.add_curves(active, np.asarray(loss_c), np.asarray(lr_c))
         if ev is not None:
-            rec.add_eval(t_end, np.asarray(ev[0])[:m_real],
-                         {a: np.asarray(v)[:m_real] for a, v in ev[1].items()})
+            rec.add_eval(t_end, active, np.asarray(ev[0]),
+                         {a: np.asarray(v) for a, v in ev[1].items()})
         if bar is not None:
             last = loss_np[:, t_end - t0 - 1]
             bar.update(t_end - t0)
@@ -316,17 +331,36 @@ def sweep(
         # collect the previous chunk while this one runs (dispatch is asynchronous)
         if pending is not None:
             collect(pending)
-        pending = (t0, t_end, curves, ev)
-        if checkpoint is not None:
+        pending = (t0, t_end, curves, ev, rows.active)
+        if checkpoint is not None or t_end in rungs:
             collect(pending)
             pending = None
-            _checkpoint.save(checkpoint, c, config_hash, carry, rec.to_arrays())
+        if t_end in rungs:
+            alive = np.asarray(carry.status.alive)[: len(rows.active)]
+            keep = prune.survivors(rows.active, rec.scores(prune, rows.active, t_end, alive),
+                                   g.settings()[rows.active])
+            if len(keep) < len(rows.active):
+                store = write_store(store, _final_state(carry), jnp.asarray(rows.ids))
+                pruned_at[np.setdiff1d(rows.active, keep)] = t_end
+                survivors = _Rows(keep, len(devices))
+                carry = take_rows(carry, jnp.asarray(np.searchsorted(rows.active,
+                                                                     survivors.ids)))
+                rows = survivors
+                hp, seed_pos = rows.put(cols, by_member)
+        if checkpoint is not None:
+            extra = {} if prune is None else {"active": rows.active, "pruned_at": pruned_at}
+            _checkpoint.save(checkpoint, c, config_hash, (carry, store),
+                             {**rec.to_arrays(), **extra})
     if pending is not None:
         collect(pending)
     if bar is not None:
         bar.close()
 
-    status = jax.tree.map(lambda x: np.asarray(x)[:m_real], carry.status)
+    final = _final_state(carry)
+    if prune is not None:
+        final = store = write_store(store, final, jnp.asarray(rows.ids))
+    params, rest, status = final
+    status = jax.tree.map(lambda x: np.asarray(x)[:m_real], status)
     arrays = rec.to_arrays()
     return SweepResult(
         grid=g,
@@ -337,23 +371,107 @@ def sweep(
         eval_steps=arrays["eval_steps"],
         diverged=~status.alive,
         diverged_at=status.diverged_at,
-        state=(carry.params, carry.rest),
+        pruned_at=pruned_at,
+        state=(params, rest),
         assemble=model.assemble,
     )
 
 
-class _Records:
-    """The curves recorded chunk by chunk (host numpy arrays, [M, ...])."""
+def _default_chunk(steps: int, eval_every: int | None, prune: Any) -> int:
+    """Chunks of <= 200 steps that divide the run evenly (the padded tail stays tiny), or
+    ``eval_every``; with pruning, the largest divisor <= 200 of every rung (and eval_every)."""
+    if prune is not None and prune.rungs(steps):
+        base = math.gcd(prune.min_steps, eval_every or 0)
+        return max(d for d in range(1, min(base, 200) + 1) if base % d == 0)
+    if eval_every is not None:
+        return min(steps, eval_every)
+    return -(-steps // -(-steps // 200))
 
-    def __init__(self):
+
+class _Rows:
+    """Which member each row of the vmapped batch holds: the ``active`` members (sorted), padded
+    to a multiple of the device count by repeating the last one (padding rows are discarded)."""
+
+    def __init__(self, active: np.ndarray, n_devices: int):
+        self.active = np.asarray(active, np.int64)
+        pad = -len(self.active) % n_devices
+        self.ids = np.concatenate([self.active, np.repeat(self.active[-1:], pad)])
+
+    def put(self, cols: dict[str, np.ndarray], sharding: Any) -> tuple[dict, jax.Array]:
+        """The rows' hyperparameters (``hp``) and seed positions, sharded by member."""
+        hp = jax.device_put({kk: jnp.asarray(v[self.ids]) for kk, v in cols.items()
+                             if kk != "_seed_pos"}, sharding)
+        return hp, jax.device_put(jnp.asarray(cols["_seed_pos"][self.ids]), sharding)
+
+
+def _final_state(carry: Carry) -> tuple[Any, Any, MemberStatus]:
+    """What a result keeps of a member: params, rest and status (copied: the carry is donated)."""
+    return jax.tree.map(jnp.copy, (carry.params, carry.rest, carry.status))
+
+
+def _write_rows(store: Any, rows: Any, ids: jax.Array) -> Any:
+    return jax.tree.map(lambda s, r: s.at[ids].set(r), store, rows)
+
+
+def _take_rows(tree: Any, idx: jax.Array) -> Any:
+    return jax.tree.map(lambda x: x[idx], tree)
+
+
+def _check_prune(prune: Any, k: int, eval_data: Any, eval_every: int | None,
+                 aux_names: list[str]) -> None:
+    if prune.min_steps % k:
+        raise ValueError(f"chunk_size must divide prune's min_steps (rungs end chunks), got "
+                         f"chunk_size={k}, min_steps={prune.min_steps}")
+    if prune.by == "loss":
+        return
+    if eval_data is None or eval_every is None or prune.min_steps % eval_every:
+        raise ValueError(f"prune by={prune.by!r} ranks members at each rung's evaluation: pass "
+                         "eval_data= and an eval_every that divides min_steps, got "
+                         f"eval_every={eval_every}, min_steps={prune.min_steps}")
+    if prune.by != "eval" and prune.by not in aux_names:
+        raise ValueError(f"prune by must be 'loss', 'eval' or one of loss_fn's aux metrics "
+                         f"{aux_names}, got by={prune.by!r}")
+
+
+class _Records:
+    """The curves recorded chunk by chunk (host numpy arrays, [M, ...]; NaN for the members
+    that did not run, i.e. were pruned)."""
+
+    def __init__(self, m: int):
+        self.m = m
         self.loss, self.lr, self.eval_steps, self.eval = [], [], [], []
         self.aux: dict[str, list[np.ndarray]] = {}
 
-    def add_eval(self, step: int, loss: np.ndarray, aux: dict[str, np.ndarray]) -> None:
+    def _full(self, active: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        out = np.full((self.m, *rows.shape[1:]), np.nan, rows.dtype)
+        out[active] = rows[: len(active)]
+        return out
+
+    def add_curves(self, active: np.ndarray, loss: np.ndarray, lr: np.ndarray) -> np.ndarray:
+        self.loss.append(self._full(active, loss))
+        self.lr.append(self._full(active, lr))
+        return self.loss[-1]
+
+    def add_eval(self, step: int, active: np.ndarray, loss: np.ndarray,
+                 aux: dict[str, np.ndarray]) -> None:
         self.eval_steps.append(step)
-        self.eval.append(loss)
+        self.eval.append(self._full(active, loss))
         for name, value in aux.items():
-            self.aux.setdefault(name, []).append(value)
+            if not np.issubdtype(value.dtype, np.floating):
+                value = value.astype(np.float32)
+            self.aux.setdefault(name, []).append(self._full(active, value))
+
+    def scores(self, prune: SuccessiveHalving, active: np.ndarray, step: int,
+               alive: np.ndarray) -> np.ndarray:
+        """[n] the members' scores at a rung (lower is better; inf when diverged)."""
+        if prune.by == "loss":
+            w = max(1, step // 10)
+            loss = np.concatenate(self.loss, axis=1)[active, step - w:step]
+            value = loss.mean(axis=1)
+        else:
+            value = (self.eval if prune.by == "eval" else self.aux[prune.by])[-1][active]
+        value = value.astype(np.float64) * (1.0 if prune.mode == "min" else -1.0)
+        return np.where(alive & np.isfinite(value), value, np.inf)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         out = {"loss": np.concatenate(self.loss, axis=1), "lr": np.concatenate(self.lr, axis=1),
@@ -364,8 +482,8 @@ class _Records:
         return out
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> _Records:
-        rec = cls()
+    def from_arrays(cls, m: int, arrays: dict[str, np.ndarray]) -> _Records:
+        rec = cls(m)
         rec.loss, rec.lr = [arrays["loss"]], [arrays["lr"]]
         rec.eval_steps = [int(s) for s in arrays["eval_steps"]]
         if "eval" in arrays:
@@ -393,17 +511,19 @@ class _Program:
                              f"hp['lr'])), got {type(tx).__name__}")
         return optax.with_extra_args_support(tx)
 
-    def check(self, hp: dict, batch: Any) -> None:
-        """Trace one member's init and step abstractly: bad outputs fail here, with names."""
+    def check(self, hp: dict, batch: Any) -> list[str]:
+        """Trace one member's init and step abstractly: bad outputs fail here, with names.
+        Returns the names of the aux metrics ``loss_fn`` returns."""
         def probe(hp, batch):
             params, rest = self.model.init(jax.random.key(hp["seed"]), hp["seed"])
             out = self.model.loss(params, rest, batch)
-            return out[0]
+            return out[0], out[1]
 
-        loss = jax.eval_shape(probe, hp, batch)
+        loss, aux = jax.eval_shape(probe, hp, batch)
         if loss.shape != ():
             raise ValueError(f"loss_fn must return a scalar loss (or (loss, aux_dict)), got an "
                              f"array of shape {loss.shape}; reduce it, e.g. with jnp.mean")
+        return sorted(aux)
 
     def init(self, hp: dict) -> Carry:
         params, rest = self.model.init(jax.random.key(hp["seed"]), hp["seed"])

@@ -155,6 +155,15 @@ def test_sharded_over_four_host_devices_equals_one_device(tmp_path):
         assert four.loss.shape == (6, 20) and len(four.diverged) == 6
         np.testing.assert_allclose(four.loss, one.loss, rtol=1e-6)
         np.testing.assert_allclose(four.params(5), one.params(5), rtol=1e-6)
+        # successive halving: 3 settings x 2 seeds -> 1 setting, 2 rows padded to 4 devices
+        prune = jaxlr.successive_halving(7, 3)
+        four_p = jaxlr.sweep(*args, prune=prune, **kw)
+        one_p = jaxlr.sweep(*args, devices=jax.devices()[:1], prune=prune, **kw)
+        assert (four_p.pruned_at >= 0).sum() == 4, four_p.pruned_at
+        np.testing.assert_array_equal(four_p.pruned_at, one_p.pruned_at)
+        np.testing.assert_allclose(four_p.loss, one_p.loss, rtol=1e-6)
+        np.testing.assert_allclose(four_p.loss[four_p.pruned_at < 0],
+                                   four.loss[four_p.pruned_at < 0], rtol=1e-6)
         print("OK")
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
