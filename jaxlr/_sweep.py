@@ -165,11 +165,17 @@ def sweep(
         batch_size: examples per batch (<= number of examples).
         eval_data: optional data evaluated in full every ``eval_every`` steps and at the end.
         eval_every: evaluation period in steps (default: only at the end).
-        devices: devices to shard the member axis over (default: all local devices).
+        devices: devices to shard the member axis over: None (default) for this process'
+            devices, ``"all"`` for every process' devices once ``jax.distributed.initialize``
+            has run (many hosts: every process calls ``sweep`` with the same arguments and
+            data, places only its own members' shards, and receives the whole result), or a
+            list of devices.
         checkpoint: a directory: after every chunk the state is saved there atomically (see
             ``jaxlr._checkpoint``), and a sweep started with a directory that holds a checkpoint
             of the same configuration resumes from it, to the same result as an uninterrupted
             run. With an iterable ``data``, pass a fresh iterable: consumed batches are skipped.
+            With many processes, process 0 writes and every process reads: use a disk they
+            share.
         progress: show a tqdm progress bar.
         chunk_size: steps per compiled chunk (default ``min(steps, eval_every or 200)``).
         divergence_factor: the blow-up threshold above (> 0).
@@ -229,7 +235,8 @@ def sweep(
         eval_data = jax.tree.map(jnp.asarray, eval_data)
 
     model = adapt(init, loss_fn)
-    devices = list(jax.local_devices() if devices is None else devices)
+    place = _Placement(devices)
+    devices = place.devices
     m_real = len(g)
     cols = dict(g.columns)
     if "seed" not in cols:
@@ -237,22 +244,21 @@ def sweep(
     seeds_unique, seed_pos = np.unique(cols["seed"], return_inverse=True)
     cols["_seed_pos"] = seed_pos.astype(np.int32)
 
-    mesh = Mesh(np.array(devices), ("member",))
-    by_member, replicated = NamedSharding(mesh, P("member")), NamedSharding(mesh, P())
-    rows = _Rows(np.arange(m_real), len(devices))
-    hp, seed_pos = rows.put(cols, by_member)
-    seeds_dev = jax.device_put(jnp.asarray(seeds_unique, jnp.int32), replicated)
-    if in_memory:
-        data = jax.device_put(data, replicated)
-    if eval_data is not None:
-        eval_data = jax.device_put(eval_data, replicated)
-
+    by_member, replicated = place.by_member, place.replicated
     sample_batch = (_gather(data, jnp.arange(batch_size)) if in_memory
                     else _peek(batches, "data"))
     if not in_memory:
         batches = _chain_first(sample_batch, batches)
     program = _Program(model, optimizer, steps, rule)
-    aux_names = program.check(jax.tree.map(lambda v: v[0], hp), sample_batch)
+    aux_names = program.check({kk: v[0] for kk, v in cols.items() if kk != "_seed_pos"},
+                              sample_batch)
+    rows = _Rows(np.arange(m_real), len(devices))
+    hp, seed_pos = rows.put(cols, place)
+    seeds_dev = place.put(np.asarray(seeds_unique, np.int32), replicated)
+    if in_memory:
+        data = place.put(data, replicated)
+    if eval_data is not None:
+        eval_data = place.put(eval_data, replicated)
     if prune is not None:
         _check_prune(prune, k, eval_data, eval_every, aux_names)
     rungs = set(prune.rungs(steps)) if prune is not None else set()
@@ -293,25 +299,26 @@ def sweep(
             if prune is not None:
                 rows = _Rows(saved.pop("active"), len(devices))
                 pruned_at = saved.pop("pruned_at")
-                hp, seed_pos = rows.put(cols, by_member)
-                store = jax.device_put(store_np, by_member)
-            carry = jax.device_put(carry_np, by_member)
+                hp, seed_pos = rows.put(cols, place)
+                store = place.put(store_np, by_member)
+            carry = place.put(carry_np, by_member)
             rec = _Records.from_arrays(m_real, saved)
             first_chunk = done + 1
             if not in_memory:
                 for _ in range(min(first_chunk * k, steps)):
                     next(batches)
-    bar = _progress_bar(progress, steps, m_real)
+    bar = _progress_bar(progress and jax.process_index() == 0, steps, m_real)
     if bar is not None and first_chunk:
         bar.update(min(first_chunk * k, steps))
 
     def collect(pending) -> None:
         """Bring one chunk's curves (and eval) to the host, advance the progress bar."""
-        t0, t_end, (loss_c, lr_c), ev, active = pending
-        loss_np = rec.add_curves(active, np.asarray(loss_c), np.asarray(lr_c))
+        t0, t_end, curves, ev, active = pending
+        loss_c, lr_c = place.fetch(curves)
+        loss_np = rec.add_curves(active, loss_c, lr_c)
         if ev is not None:
-            rec.add_eval(t_end, active, np.asarray(ev[0]),
-                         {a: np.asarray(v) for a, v in ev[1].items()})
+            ev_loss, ev_aux = place.fetch(ev)
+            rec.add_eval(t_end, active, ev_loss, ev_aux)
         if bar is not None:
             last = loss_np[:, t_end - t0 - 1]
             bar.update(t_end - t0)
@@ -322,9 +329,8 @@ def sweep(
     for c in range(first_chunk, n_chunks):
         t0 = c * k
         t_end = min(t0 + k, steps)
-        xs = data if in_memory else jax.device_put(_stack_batches(batches, k, steps - t0),
-                                                   replicated)
-        carry, curves = chunk_fn(carry, hp, jnp.int32(t0), xs, seeds_dev, seed_pos)
+        xs = data if in_memory else place.put(_stack_batches(batches, k, steps - t0), replicated)
+        carry, curves = chunk_fn(carry, hp, np.int32(t0), xs, seeds_dev, seed_pos)
         ev = None
         if eval_data is not None and (t_end == steps or (eval_every and t_end % eval_every == 0)):
             ev = eval_fn(carry, eval_data)
@@ -336,21 +342,23 @@ def sweep(
             collect(pending)
             pending = None
         if t_end in rungs:
-            alive = np.asarray(carry.status.alive)[: len(rows.active)]
+            alive = place.fetch(carry.status.alive)[: len(rows.active)]
             keep = prune.survivors(rows.active, rec.scores(prune, rows.active, t_end, alive),
                                    g.settings()[rows.active])
             if len(keep) < len(rows.active):
-                store = write_store(store, _final_state(carry), jnp.asarray(rows.ids))
+                store = write_store(store, _final_state(carry), rows.ids)
                 pruned_at[np.setdiff1d(rows.active, keep)] = t_end
                 survivors = _Rows(keep, len(devices))
-                carry = take_rows(carry, jnp.asarray(np.searchsorted(rows.active,
-                                                                     survivors.ids)))
+                carry = take_rows(carry, np.searchsorted(rows.active, survivors.ids))
                 rows = survivors
-                hp, seed_pos = rows.put(cols, by_member)
+                hp, seed_pos = rows.put(cols, place)
         if checkpoint is not None:
             extra = {} if prune is None else {"active": rows.active, "pruned_at": pruned_at}
-            _checkpoint.save(checkpoint, c, config_hash, (carry, store),
-                             {**rec.to_arrays(), **extra})
+            state = place.fetch((carry, store), numpy=False)
+            if jax.process_index() == 0:  # with many processes, one writes (a shared disk)
+                _checkpoint.save(checkpoint, c, config_hash, state,
+                                 {**rec.to_arrays(), **extra})
+            place.barrier("jaxlr-checkpoint")  # nobody reads a checkpoint being written
     if pending is not None:
         collect(pending)
     if bar is not None:
@@ -358,8 +366,8 @@ def sweep(
 
     final = _final_state(carry)
     if prune is not None:
-        final = store = write_store(store, final, jnp.asarray(rows.ids))
-    params, rest, status = final
+        final = store = write_store(store, final, rows.ids)
+    params, rest, status = place.fetch(final, numpy=False)
     status = jax.tree.map(lambda x: np.asarray(x)[:m_real], status)
     arrays = rec.to_arrays()
     return SweepResult(
@@ -397,11 +405,62 @@ class _Rows:
         pad = -len(self.active) % n_devices
         self.ids = np.concatenate([self.active, np.repeat(self.active[-1:], pad)])
 
-    def put(self, cols: dict[str, np.ndarray], sharding: Any) -> tuple[dict, jax.Array]:
+    def put(self, cols: dict[str, np.ndarray], place: _Placement) -> tuple[dict, jax.Array]:
         """The rows' hyperparameters (``hp``) and seed positions, sharded by member."""
-        hp = jax.device_put({kk: jnp.asarray(v[self.ids]) for kk, v in cols.items()
-                             if kk != "_seed_pos"}, sharding)
-        return hp, jax.device_put(jnp.asarray(cols["_seed_pos"][self.ids]), sharding)
+        hp = place.put({kk: v[self.ids] for kk, v in cols.items() if kk != "_seed_pos"},
+                       place.by_member)
+        return hp, place.put(cols["_seed_pos"][self.ids], place.by_member)
+
+
+class _Placement:
+    """The member mesh over ``devices`` (one process' or, with ``"all"``, every process'),
+    and the moves between host and mesh that work in both cases."""
+
+    def __init__(self, devices: Any):
+        if isinstance(devices, str) and devices != "all":
+            raise ValueError(f"devices must be None (this process' devices), 'all' (every "
+                             f"process' devices, after jax.distributed.initialize) or a list of "
+                             f"devices, got devices={devices!r}")
+        self.devices = list(jax.local_devices() if devices is None else
+                            jax.devices() if devices == "all" else devices)
+        if not self.devices:
+            raise ValueError("devices is empty: give at least one device")
+        mesh = Mesh(np.array(self.devices), ("member",))
+        self.by_member, self.replicated = NamedSharding(mesh, P("member")), NamedSharding(
+            mesh, P())
+        me = jax.process_index()
+        self.multi = any(d.process_index != me for d in self.devices)
+        self._replicate = jax.jit(lambda x: x, out_shardings=self.replicated)
+
+    def put(self, tree: Any, sharding: NamedSharding) -> Any:
+        """Host (or local) arrays onto the mesh. With many processes each process gives the
+        same full arrays and places only the shards of its own devices."""
+        if not self.multi:
+            return jax.device_put(tree, sharding)
+
+        def one(x):
+            if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+                data = np.asarray(jax.random.key_data(x))
+                return jax.random.wrap_key_data(
+                    jax.make_array_from_callback(data.shape, sharding, lambda i: data[i]),
+                    impl=jax.random.key_impl(x))
+            x = np.asarray(x)
+            return jax.make_array_from_callback(x.shape, sharding, lambda i: x[i])
+
+        return jax.tree.map(one, tree)
+
+    def barrier(self, name: str) -> None:
+        if self.multi:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(name)
+
+    def fetch(self, tree: Any, numpy: bool = True) -> Any:
+        """The mesh's arrays as full arrays on this process (numpy, or local jax arrays that
+        may hold PRNG keys); with many processes a gather that every process takes part in."""
+        if self.multi:
+            tree = jax.tree.map(lambda x: x.addressable_data(0), self._replicate(tree))
+        return jax.tree.map(np.asarray, tree) if numpy else tree
 
 
 def _final_state(carry: Carry) -> tuple[Any, Any, MemberStatus]:
