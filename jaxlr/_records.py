@@ -473,7 +473,7 @@ def load(directory: str | os.PathLike) -> Any:
         ...     summary = res.save(d)
         ...     back = load(d)
         >>> np.array_equal(back.loss, res.loss), back.best().hparams
-        (True, {'lr': 0.1, 'seed': 0})
+        (True, {'lr': 0.1, 'seed': 1})
 
     References:
         NumPy's ``.npz`` format: https://numpy.org/doc/stable/reference/generated/numpy.savez.html

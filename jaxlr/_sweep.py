@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
+import types
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -14,6 +17,15 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxlr import _checkpoint, _checks
+from jaxlr._data import (
+    _batch_indices,
+    _chain_first,
+    _gather,
+    _is_array_data,
+    _num_examples,
+    _peek,
+    _stack_batches,
+)
 from jaxlr._grid import Grid, grid
 from jaxlr._learning_rate import LearningRateState
 from jaxlr._models import Model, adapt
@@ -24,7 +36,7 @@ from jaxlr._result import SweepResult
 class DivergenceRule(NamedTuple):
     """An in-program stop rule: ``update(state, step, loss) -> (state, bad)`` per member.
 
-    Non-finite losses and parameters always count as divergence; a rule adds a test on the
+    Non-finite losses and updates always count as divergence; a rule adds a test on the
     loss curve (the default: :func:`blowup_rule`; :func:`jaxlr.find_lr` brings its own).
     """
 
@@ -58,24 +70,6 @@ class Carry(NamedTuple):
     status: MemberStatus
 
 
-def _is_array_data(data: Any) -> bool:
-    """A tuple/dict of arrays (a list is read as a sequence of batches)."""
-    return isinstance(data, (tuple, Mapping)) and all(
-        hasattr(x, "shape") for x in jax.tree.leaves(data)) and bool(jax.tree.leaves(data))
-
-
-def _num_examples(name: str, data: Any) -> int:
-    leaves = jax.tree.leaves(data)
-    lengths = {int(np.shape(x)[0]) if np.ndim(x) else 0 for x in leaves}
-    if 0 in lengths:
-        raise ValueError(f"{name} arrays must have the examples on axis 0, got a scalar leaf")
-    if len(lengths) != 1:
-        shapes = [tuple(np.shape(x)) for x in leaves]
-        raise ValueError(f"{name} arrays have different lengths on axis 0: shapes {shapes}; every "
-                         "array needs one row per example")
-    return lengths.pop()
-
-
 def _current_lr_or_nan(opt_state: Any) -> jax.Array:
     found = [x for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(
         x, LearningRateState)) if isinstance(x, LearningRateState)]
@@ -86,29 +80,6 @@ def _tree_finite(tree: Any) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
               if jnp.issubdtype(x.dtype, jnp.inexact)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
-
-
-def _batch_indices(seeds: jax.Array, t0: jax.Array, k: int, n: int, bs: int) -> jax.Array:
-    """Indices [S, K, bs] of the K batches from step t0 for each seed: an epoch is a permutation
-    of the n examples drawn from (seed, epoch); its first n // bs full batches are used."""
-    per_epoch = n // bs
-    steps = t0 + jnp.arange(k)
-    epochs = steps // per_epoch
-    span = -(-k // per_epoch) + 1  # epochs a chunk can touch
-    first = epochs[0]
-
-    def perms(seed):
-        key = jax.random.fold_in(jax.random.key(seed), 1)
-        return jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), n))(
-            first + jnp.arange(span))
-
-    table = jax.vmap(perms)(seeds)  # [S, span, n]
-    cols = (steps % per_epoch)[:, None] * bs + jnp.arange(bs)  # [K, bs]
-    return table[:, (epochs - first)[:, None], cols]
-
-
-def _gather(data: Any, idx: jax.Array) -> Any:
-    return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
 
 
 def sweep(
@@ -141,10 +112,17 @@ def sweep(
     :func:`jaxlr.reduce_on_plateau` controller works as the LR. A member's results do not depend
     on the other members, on M, or on the number of devices (to float tolerance).
 
-    Divergence quarantine: a member whose loss or parameters become non-finite, or whose loss
+    Divergence quarantine: a member whose loss or update becomes non-finite, or whose loss
     exceeds its first loss by more than ``divergence_factor`` :math:`\times |loss_0|`, is frozen
-    at its last good state from that step on (its later losses are NaN) and its step is recorded
-    in ``diverged_at``; nothing is raised, and the other members are untouched.
+    at its last good parameters (and model state) from that step on (its later losses are NaN)
+    and its step is recorded in ``diverged_at``; nothing is raised, and the other members are
+    untouched. (Checking the update rather than the new parameters lets the freeze be a select
+    fused into the parameter update; a frozen member's optimizer state is never used again.)
+
+    The compiled programs are cached: sweeping the same functions again (the same code and
+    the same closed-over objects, e.g. a lambda defined in a loop over a fixed model) with
+    the same static settings neither traces nor compiles. As with ``jax.jit``, Python values
+    closed over are read at the first trace; swept values belong in the grid.
 
     Training runs in chunks of ``chunk_size`` scanned steps (one compiled chunk reused; the
     last chunk is padded with masked steps, so it does not recompile). Between chunks the
@@ -234,7 +212,6 @@ def sweep(
         _num_examples("eval_data", eval_data)
         eval_data = jax.tree.map(jnp.asarray, eval_data)
 
-    model = adapt(init, loss_fn)
     place = _Placement(devices)
     devices = place.devices
     m_real = len(g)
@@ -245,13 +222,15 @@ def sweep(
     cols["_seed_pos"] = seed_pos.astype(np.int32)
 
     by_member, replicated = place.by_member, place.replicated
-    sample_batch = (_gather(data, jnp.arange(batch_size)) if in_memory
-                    else _peek(batches, "data"))
-    if not in_memory:
+    if in_memory:
+        sample_batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+            (batch_size, *a.shape[1:]), a.dtype), data)
+    else:
+        sample_batch = _peek(batches, "data")
         batches = _chain_first(sample_batch, batches)
-    program = _Program(model, optimizer, steps, rule)
-    aux_names = program.check({kk: v[0] for kk, v in cols.items() if kk != "_seed_pos"},
-                              sample_batch)
+    hp0 = {kk: v[0] for kk, v in cols.items() if kk != "_seed_pos"}
+    fns = _programs(init, loss_fn, optimizer, rule, divergence_factor if divergence is None
+                    else None, steps, k, n, batch_size, place, hp0, sample_batch, eval_data)
     rows = _Rows(np.arange(m_real), len(devices))
     hp, seed_pos = rows.put(cols, place)
     seeds_dev = place.put(np.asarray(seeds_unique, np.int32), replicated)
@@ -259,28 +238,15 @@ def sweep(
         data = place.put(data, replicated)
     if eval_data is not None:
         eval_data = place.put(eval_data, replicated)
+    aux_names, chunk_fn, eval_fn, write_store, take_rows = (
+        fns.aux_names, fns.chunk, fns.evaluate, fns.write_rows, fns.take_rows)
     if prune is not None:
         _check_prune(prune, k, eval_data, eval_every, aux_names)
     rungs = set(prune.rungs(steps)) if prune is not None else set()
-
-    init_all = jax.jit(jax.vmap(program.init), out_shardings=by_member)
-    carry = init_all(hp)
-    vchunk = jax.vmap(program.chunk, in_axes=(0, 0, 0 if in_memory else None, None, None))
-
-    def run_chunk(carry, hp, t0, xs, seeds, seed_pos):
-        if in_memory:  # the batch indices are computed in the program, per seed, on device
-            idx = _batch_indices(seeds, t0, k, n, batch_size)[seed_pos]
-            return vchunk(carry, hp, jax.lax.with_sharding_constraint(idx, by_member), t0, xs)
-        return vchunk(carry, hp, xs, t0, None)
-
-    chunk_fn = jax.jit(run_chunk, out_shardings=by_member, donate_argnums=0)
-    eval_fn = jax.jit(jax.vmap(program.evaluate, in_axes=(0, None)))
+    carry = fns.init(hp)
     # with pruning, ``store`` keeps every member's final state, row m = member m: a pruned
     # member's is written at its rung, the survivors' at the end
-    store = (jax.jit(_final_state, out_shardings=by_member)(carry) if prune is not None
-             else None)
-    write_store = jax.jit(_write_rows, out_shardings=by_member, donate_argnums=0)
-    take_rows = jax.jit(_take_rows, out_shardings=by_member)
+    store = fns.copy_state(carry) if prune is not None else None
     pruned_at = np.full(m_real, -1, np.int32)
 
     n_chunks = -(-steps // k)
@@ -346,7 +312,7 @@ def sweep(
             keep = prune.survivors(rows.active, rec.scores(prune, rows.active, t_end, alive),
                                    g.settings()[rows.active])
             if len(keep) < len(rows.active):
-                store = write_store(store, _final_state(carry), rows.ids)
+                store = write_store(store, _state(carry), rows.ids)
                 pruned_at[np.setdiff1d(rows.active, keep)] = t_end
                 survivors = _Rows(keep, len(devices))
                 carry = take_rows(carry, np.searchsorted(rows.active, survivors.ids))
@@ -364,7 +330,7 @@ def sweep(
     if bar is not None:
         bar.close()
 
-    final = _final_state(carry)
+    final = _state(carry)
     if prune is not None:
         final = store = write_store(store, final, rows.ids)
     params, rest, status = place.fetch(final, numpy=False)
@@ -381,7 +347,7 @@ def sweep(
         diverged_at=status.diverged_at,
         pruned_at=pruned_at,
         state=(params, rest),
-        assemble=model.assemble,
+        assemble=fns.model.assemble,
     )
 
 
@@ -463,9 +429,107 @@ class _Placement:
         return jax.tree.map(np.asarray, tree) if numpy else tree
 
 
-def _final_state(carry: Carry) -> tuple[Any, Any, MemberStatus]:
-    """What a result keeps of a member: params, rest and status (copied: the carry is donated)."""
-    return jax.tree.map(jnp.copy, (carry.params, carry.rest, carry.status))
+def _state(carry: Carry) -> tuple[Any, Any, MemberStatus]:
+    """What a result keeps of a member: params, rest and status."""
+    return carry.params, carry.rest, carry.status
+
+
+class _Functions(NamedTuple):
+    """The compiled functions of one sweep configuration (cached across calls)."""
+
+    model: Model
+    aux_names: list[str]
+    init: Callable  # hp [rows] -> carry
+    chunk: Callable  # (carry, hp, t0, xs, seeds, seed_pos) -> (carry, (loss, lr) [rows, K])
+    evaluate: Callable  # (carry, eval_data) -> (loss, aux) [rows]
+    copy_state: Callable  # carry -> a copy of _state(carry) (the carry is donated)
+    write_rows: Callable  # (store, rows, ids) -> store with store[ids] = rows
+    take_rows: Callable  # (tree, idx) -> tree[idx]
+
+
+_CACHE: OrderedDict = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def _fn_key(f: Any, keep: list) -> Any:
+    """A key for a user function: its code, globals, defaults and the objects it closes over,
+    by identity (``keep`` collects them: the cache entry keeps them alive, so an id is not
+    reused), or None when it has no safe key (e.g. an ``nnx.Module`` instance, whose state may
+    change between calls)."""
+    if isinstance(f, functools.partial):
+        inner = _fn_key(f.func, keep)
+        values = [*f.args, *f.keywords.values()]
+        keep.extend(values)
+        return None if inner is None else ("partial", inner, tuple(f.keywords),
+                                           tuple(map(id, values)))
+    if not isinstance(f, types.FunctionType):
+        return None
+    try:
+        cells = [c.cell_contents for c in f.__closure__ or ()]
+    except ValueError:  # an empty cell
+        return None
+    values = [*cells, *(f.__defaults__ or ()), *(f.__kwdefaults__ or {}).values()]
+    keep.extend(values)
+    keep.append(f.__globals__)
+    return (f.__code__, id(f.__globals__), tuple(map(id, values)))
+
+
+def _programs(init, loss_fn, optimizer, rule, factor, steps, k, n, batch_size, place, hp0,
+              sample_batch, eval_data) -> _Functions:
+    """The compiled functions for this configuration: from the cache when the same functions
+    (same code and closed-over objects) are swept again with the same static settings, so a
+    repeated sweep neither traces nor compiles again (``jax.jit``'s own rule: values closed
+    over are read at the first trace)."""
+    keep: list = []
+    fkeys = [_fn_key(f, keep) for f in (init, loss_fn, optimizer)]
+    rkey = (("blowup", float(factor)) if factor is not None else
+            (_fn_key(rule.init, keep), _fn_key(rule.update, keep)))
+    key = None
+    if None not in fkeys and None not in rkey:
+        def shapes(t):
+            return (jax.tree.structure(t), tuple((tuple(np.shape(x)), str(x.dtype))
+                                                 for x in jax.tree.leaves(t)))
+
+        key = (*fkeys, rkey, steps, k, n, batch_size, tuple(place.devices),
+               tuple((kk, np.asarray(v).dtype.str) for kk, v in hp0.items()),
+               shapes(sample_batch), shapes(eval_data))
+    if key is not None and key in _CACHE:
+        _CACHE.move_to_end(key)
+        return _CACHE[key][0]
+    fns = _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
+                 sample_batch)
+    if key is not None:
+        _CACHE[key] = (fns, keep)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return fns
+
+
+def _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
+           sample_batch) -> _Functions:
+    model = adapt(init, loss_fn)
+    program = _Program(model, optimizer, steps, rule)
+    aux_names = program.check(hp0, sample_batch)
+    by_member = place.by_member
+    in_memory = n is not None
+    vchunk = jax.vmap(program.chunk, in_axes=(0, 0, 0 if in_memory else None, None, None))
+
+    def run_chunk(carry, hp, t0, xs, seeds, seed_pos):
+        if in_memory:  # the batch indices are computed in the program, per seed, on device
+            idx = _batch_indices(seeds, t0, k, n, batch_size)[seed_pos]
+            return vchunk(carry, hp, jax.lax.with_sharding_constraint(idx, by_member), t0, xs)
+        return vchunk(carry, hp, xs, t0, None)
+
+    return _Functions(
+        model=model, aux_names=aux_names,
+        init=jax.jit(jax.vmap(program.init), out_shardings=by_member),
+        chunk=jax.jit(run_chunk, out_shardings=by_member, donate_argnums=0),
+        evaluate=jax.jit(jax.vmap(program.evaluate, in_axes=(0, None))),
+        copy_state=jax.jit(lambda c: jax.tree.map(jnp.copy, _state(c)),
+                           out_shardings=by_member),
+        write_rows=jax.jit(_write_rows, out_shardings=by_member, donate_argnums=0),
+        take_rows=jax.jit(_take_rows, out_shardings=by_member),
+    )
 
 
 def _write_rows(store: Any, rows: Any, ids: jax.Array) -> Any:
@@ -603,14 +667,18 @@ class _Program:
             (loss, (_, rest)), (grads, _) = jax.value_and_grad(
                 self._loss, has_aux=True, allow_int=True)((carry.params, carry.rest), batch)
             updates, opt_state = tx.update(grads, carry.opt_state, carry.params, value=loss)
-            params = optax.apply_updates(carry.params, updates)
             st = carry.status
             rule_state, blown = self.rule.update(st.rule, t, loss)
-            bad = ~jnp.isfinite(loss) | ~_tree_finite(params) | blown
+            # finite params + finite updates = finite new params (barring overflow): checking
+            # the updates lets the freeze be a select on the updates, fused into the add
+            bad = ~jnp.isfinite(loss) | ~_tree_finite(updates) | blown
             active = (t < self.steps) & st.alive
             keep = active & ~bad
-            new = Carry(params, rest, opt_state, st)
-            out = jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, carry)
+            params = optax.apply_updates(carry.params, jax.tree.map(
+                lambda u: jnp.where(keep, u, jnp.zeros((), u.dtype)), updates))
+            # a frozen member's optimizer state runs on (it is never used again): no select
+            out = Carry(params, jax.tree.map(lambda a, b: jnp.where(keep, a, b), rest,
+                                             carry.rest), opt_state, st)
             rule_state = jax.tree.map(lambda a, b: jnp.where(active, a, b), rule_state, st.rule)
             status = MemberStatus(alive=st.alive & ~(active & bad),
                                   diverged_at=jnp.where(active & bad, t, st.diverged_at),
@@ -629,31 +697,6 @@ class _Program:
     def evaluate(self, carry: Carry, eval_data: Any):
         loss, aux, _ = self.model.loss(carry.params, carry.rest, eval_data, False)
         return loss, aux
-
-
-def _peek(batches: Any, name: str) -> Any:
-    try:
-        return next(batches)
-    except StopIteration:
-        raise ValueError(f"{name} is an empty iterable: give at least one batch") from None
-
-
-def _chain_first(first: Any, rest: Any):
-    yield first
-    yield from rest
-
-
-def _stack_batches(batches: Any, k: int, remaining: int) -> Any:
-    """Pull min(k, remaining) batches and stack them [k, ...] (the tail padded, masked later)."""
-    taken = []
-    for _ in range(min(k, remaining)):
-        try:
-            taken.append(next(batches))
-        except StopIteration:
-            raise ValueError("data ran out of batches before the last step: give an iterable of "
-                             "at least `steps` batches (e.g. itertools.cycle)") from None
-    taken += [taken[-1]] * (k - len(taken))
-    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *taken)
 
 
 def _progress_bar(progress: bool, steps: int, m: int):

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 import jaxlr
-from jaxlr import _checkpoint
+from jaxlr import _checkpoint, _sweep
 from jaxlr._prune import SuccessiveHalving
 
 X = jax.random.normal(jax.random.key(0), (96, 4))
@@ -125,9 +125,11 @@ def test_compaction_reclaims_compute_and_recompiles_once_per_size():
         calls["n"] += 1
         return optimizer(hp)
 
+    _sweep._CACHE.clear()  # as in a fresh process: sweeps of the same functions share programs
     run(optimizer=counting)
     assert calls["n"] == 2
     calls["n"] = 0
+    _sweep._CACHE.clear()
     res = run(optimizer=counting, prune=BY_EVAL)
     assert calls["n"] == 2 + 2
     # the recorded member-steps are what ran: 18 x 10 + 6 x 20 + 2 x 60

@@ -14,6 +14,7 @@ import pytest
 from flax import linen, nnx
 
 import jaxlr
+from jaxlr import _sweep
 
 # tiny regression data: 96 examples, 4 features
 X = jax.random.normal(jax.random.key(0), (96, 4))
@@ -90,6 +91,7 @@ def test_one_trace_for_a_grid_of_lr_warmup_and_decay_rate():
     for g in (jaxlr.grid(lr=[0.01], warmup_steps=[0], decay_rate=[0.9]),
               jaxlr.grid(lr=[0.01, 0.1], warmup_steps=[0, 3, 10], decay_rate=[0.5, 0.9])):
         calls.update(loss=0, opt=0)
+        _sweep._CACHE.clear()  # as in a fresh process (see the cache test below)
         res = jaxlr.sweep(init_linear, loss_fn, DATA, optimizer, g, steps=25, batch_size=16,
                           chunk_size=10, progress=False)  # 3 chunks, the last one padded
         counts.append(dict(calls))
@@ -99,6 +101,52 @@ def test_one_trace_for_a_grid_of_lr_warmup_and_decay_rate():
     assert counts[1]["loss"] == 2
     # members really differ in each swept hyperparameter
     assert len({tuple(r) for r in np.round(res.lr, 7)}) == 12
+
+
+def test_programs_are_cached_across_calls():
+    """A repeated sweep of the same functions neither traces nor compiles again; other code,
+    other closed-over objects or an nnx.Module instance (whose state may change) do."""
+    calls = {"loss": 0}
+
+    def loss_fn(params, batch):
+        calls["loss"] += 1
+        return mse(params, batch)
+
+    def sweep_with(opt, g=None):
+        g = jaxlr.grid(lr=[0.01, 0.1], seed=2) if g is None else g
+        calls["loss"] = 0
+        res = jaxlr.sweep(init_linear, loss_fn, DATA, opt, g, steps=20, batch_size=16,
+                          progress=False)
+        return res, calls["loss"]
+
+    def with_momentum(m):  # a new function object each call, from the same code
+        return lambda hp: jaxlr.sgd(hp["lr"], momentum=m)
+
+    _sweep._CACHE.clear()
+    momentum = 0.5
+    first, traced = sweep_with(with_momentum(momentum))
+    assert traced == 2  # the abstract check + the chunk
+    again, traced = sweep_with(with_momentum(momentum))  # same code, same closed-over object
+    assert traced == 0
+    np.testing.assert_array_equal(again.loss, first.loss)
+    _, traced = sweep_with(with_momentum(momentum), jaxlr.grid(lr=[0.01]))  # another M
+    assert traced == 1  # jit retraces the chunk for the new shape, nothing else
+    _, traced = sweep_with(lambda hp: jaxlr.sgd(hp["lr"], momentum=momentum))  # other code
+    assert traced == 2
+
+    a, traced_a = sweep_with(with_momentum(0.25))
+    b, traced_b = sweep_with(with_momentum(0.9))  # another closed-over value: new programs
+    assert traced_a == traced_b == 2
+    assert not np.allclose(a.loss, b.loss)
+
+    net = NNXNet(nnx.Rngs(0))
+    for _ in range(2):  # an instance is never cached: its parameters may have changed
+        calls["loss"] = 0
+        jaxlr.sweep(net, lambda model, batch: (calls.__setitem__("loss", calls["loss"] + 1),
+                                               nnx_loss(model, batch))[1], DATA,
+                    lambda hp: jaxlr.sgd(hp["lr"]), jaxlr.grid(lr=[1e-2]), steps=3,
+                    batch_size=96, progress=False)
+        assert calls["loss"] == 2
 
 
 # --- 3. divergence quarantine ----------------------------------------------------------------

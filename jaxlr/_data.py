@@ -1,0 +1,140 @@
+"""The data a sweep's members see: batches in memory or from an iterable, and the per-epoch
+shuffle computed on device."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+_ROUNDS = 6  # Feistel rounds
+
+
+def _mix(x: jax.Array) -> jax.Array:
+    """A 32-bit integer hash with good avalanche (lowbias32, C. Wellons' hash-prospector)."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def permutation(key: jax.Array, n: int) -> jax.Array:
+    r"""A pseudo-random permutation of ``0..n-1`` without a sort: element-wise, O(n) work.
+
+    Index :math:`i` goes through a balanced Feistel network (6 rounds, round keys drawn from
+    ``key``, round function :func:`_mix`) on the smallest domain of :math:`4^h \ge n` indices,
+    re-applied while the result is :math:`\ge n` ("cycle walking", at most ~4 passes on
+    average); a bijection of the domain restricted this way is a bijection of ``0..n-1``. It
+    replaces ``jax.random.permutation``, whose sorts dominated a sweep's step time on CPU (42
+    permutations of 1,797 examples: 26 ms vs about 1 ms).
+
+    Args:
+        key: a JAX PRNG key.
+        n: the number of elements (static).
+
+    Returns:
+        int32 [n], every index once.
+
+    Example:
+        >>> import jax, numpy as np
+        >>> from jaxlr._data import permutation
+        >>> p = np.asarray(permutation(jax.random.key(0), 10))
+        >>> sorted(p.tolist()) == list(range(10))
+        True
+
+    References:
+        Black & Rogaway 2002, ciphers with arbitrary finite domains (cycle walking):
+        https://doi.org/10.1007/3-540-45760-7_9; the same construction as TensorFlow's
+        ``tf.random.experimental.index_shuffle`` and Grain's index shuffle.
+    """
+    half = max(1, (max(n - 1, 1).bit_length() + 1) // 2)
+    mask = jnp.uint32((1 << half) - 1)
+    round_keys = jax.random.bits(key, (_ROUNDS,), jnp.uint32)
+
+    def encrypt(x):
+        left, right = x >> half, x & mask
+        for i in range(_ROUNDS):
+            left, right = right, left ^ (_mix(right ^ round_keys[i]) & mask)
+        return (left << half) | right
+
+    def walk(y):
+        return jnp.where(y >= n, encrypt(y), y)
+
+    start = encrypt(jnp.arange(n, dtype=jnp.uint32))
+    y = jax.lax.while_loop(lambda y: jnp.any(y >= n), walk, start)
+    return y.astype(jnp.int32)
+
+
+def _is_array_data(data: Any) -> bool:
+    """A tuple/dict of arrays (a list is read as a sequence of batches)."""
+    return isinstance(data, (tuple, Mapping)) and all(
+        hasattr(x, "shape") for x in jax.tree.leaves(data)) and bool(jax.tree.leaves(data))
+
+
+def _num_examples(name: str, data: Any) -> int:
+    leaves = jax.tree.leaves(data)
+    lengths = {int(np.shape(x)[0]) if np.ndim(x) else 0 for x in leaves}
+    if 0 in lengths:
+        raise ValueError(f"{name} arrays must have the examples on axis 0, got a scalar leaf")
+    if len(lengths) != 1:
+        shapes = [tuple(np.shape(x)) for x in leaves]
+        raise ValueError(f"{name} arrays have different lengths on axis 0: shapes {shapes}; every "
+                         "array needs one row per example")
+    return lengths.pop()
+
+
+
+def _batch_indices(seeds: jax.Array, t0: jax.Array, k: int, n: int, bs: int) -> jax.Array:
+    """Indices [S, K, bs] of the K batches from step t0 for each seed: an epoch is a
+    :func:`permutation` of the n examples drawn from ``fold_in(fold_in(key(seed), 1), epoch)``;
+    its first n // bs full batches are used."""
+    per_epoch = n // bs
+    steps = t0 + jnp.arange(k)
+    epochs = steps // per_epoch
+    span = -(-k // per_epoch) + 1  # epochs a chunk can touch
+    first = epochs[0]
+
+    def perms(seed):
+        key = jax.random.fold_in(jax.random.key(seed), 1)
+        return jax.vmap(lambda e: permutation(jax.random.fold_in(key, e), n))(
+            first + jnp.arange(span))
+
+    table = jax.vmap(perms)(seeds)  # [S, span, n]
+    cols = (steps % per_epoch)[:, None] * bs + jnp.arange(bs)  # [K, bs]
+    return table[:, (epochs - first)[:, None], cols]
+
+
+def _gather(data: Any, idx: jax.Array) -> Any:
+    return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
+
+
+
+def _peek(batches: Any, name: str) -> Any:
+    try:
+        return next(batches)
+    except StopIteration:
+        raise ValueError(f"{name} is an empty iterable: give at least one batch") from None
+
+
+def _chain_first(first: Any, rest: Any):
+    yield first
+    yield from rest
+
+
+def _stack_batches(batches: Any, k: int, remaining: int) -> Any:
+    """Pull min(k, remaining) batches and stack them [k, ...] (the tail padded, masked later)."""
+    taken = []
+    for _ in range(min(k, remaining)):
+        try:
+            taken.append(next(batches))
+        except StopIteration:
+            raise ValueError("data ran out of batches before the last step: give an iterable of "
+                             "at least `steps` batches (e.g. itertools.cycle)") from None
+    taken += [taken[-1]] * (k - len(taken))
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *taken)
+
+
