@@ -516,15 +516,15 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def plan(quick: bool) -> dict:
-    """What to measure. Full: ~8 minutes on 2 busy CPU cores; quick: a smoke test."""
+    """What to measure. Full: ~10 minutes on 2 CPU cores; quick: a smoke test."""
     if quick:
         return dict(steps=20, cases=[("mlp", 1, 1), ("mlp", 4, 2), ("logreg", 4, 1)],
                     chunk_case=("mlp", 4), chunk_small=5, subset=(2, 20),
                     core_model="logreg", core_cases=[(4, 1)], compile_pair=(1, 4))
-    return dict(steps=500, cases=[("mlp", 1, 3), ("mlp", 8, 3), ("mlp", 32, 3), ("mlp", 128, 2),
-                                  ("logreg", 64, 5)],
+    return dict(steps=500, cases=[("mlp", 1, 9), ("mlp", 8, 5), ("mlp", 32, 4), ("mlp", 128, 3),
+                                  ("logreg", 64, 11)],
                 chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
-                core_model="mlp", core_cases=[(8, 3), (32, 2)], compile_pair=(1, 128))
+                core_model="mlp", core_cases=[(8, 5), (32, 3)], compile_pair=(1, 128))
 
 
 def case_spec(p: dict, model: str, m: int, reps: int) -> dict:
