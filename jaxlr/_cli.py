@@ -127,12 +127,18 @@ def restore_state(config: dict, checkpoints: Path, members: int) -> tuple[Any, C
             continue
         if manifest["chunk"] != last_chunk:
             raise ValueError(f"the newest checkpoint in {checkpoints} is not the last step's")
+        if s.get("prune"):  # the members' final states are in the store that follows the carry
+            leaves_like, treedef = jax.tree.flatten((like.params, like.rest, like.status))
+            offset = len(jax.tree.leaves(like))
+        else:
+            offset = 0
         with np.load(path / "arrays.npz") as z:
-            leaves = [z[f"leaf{i}"] for i in range(len(leaves_like))]
+            leaves = [z[f"leaf{offset + i}"] for i in range(len(leaves_like))]
         leaves = [jax.random.wrap_key_data(x) if jax.dtypes.issubdtype(
             like.dtype, jax.dtypes.prng_key) else x for x, like in zip(leaves, leaves_like)]
-        carry = jax.tree.unflatten(treedef, leaves)
-        state = jax.tree.map(lambda a: a[:members], (carry.params, carry.rest))
+        tree = jax.tree.unflatten(treedef, leaves)
+        params, rest = (tree[0], tree[1]) if s.get("prune") else (tree.params, tree.rest)
+        state = jax.tree.map(lambda a: a[:members], (params, rest))
         return state, model.assemble
     raise ValueError(f"no valid checkpoint in {checkpoints}")
 
@@ -168,9 +174,12 @@ def _describe(s: dict, devices: list) -> str:
     kind = devices[0].platform if devices else "?"
     what = (f"{s['schedule']} schedule" if "schedule" in s else
             f"LR ramp {s['min_lr']:g}..{s['max_lr']:g}")
+    prune = s.get("prune")
+    halving = (f"; successive halving from step {prune['min_steps']}, factor "
+               f"{prune['reduction_factor']}" if prune else "")
     return (f"jaxlr {s['command']}: {members} members ({shape}); {s['model']} on "
             f"{s['dataset']}, {s['optimizer']}, {what}, {s['steps']} steps of batch "
-            f"{s['batch_size']}; {len(devices)} {kind} device(s)")
+            f"{s['batch_size']}{halving}; {len(devices)} {kind} device(s)")
 
 
 def _print_sweep(summary: dict, run_dir: Path, as_json: bool) -> None:
@@ -190,11 +199,13 @@ def _sweep(s: dict, run_dir: Path, devices: list, progress: bool) -> Any:
     import jaxlr
 
     task = build_task(s)
+    prune = s.get("prune")
     return jaxlr.sweep(task.init, loss_fn, task.train, task.optimizer, task.grid,
                        steps=s["steps"], batch_size=s["batch_size"], eval_data=task.eval,
                        eval_every=s["eval_every"], devices=devices,
                        checkpoint=str(run_dir / _records.CHECKPOINTS), progress=progress,
-                       chunk_size=s["chunk_size"])
+                       chunk_size=s["chunk_size"],
+                       prune=jaxlr.successive_halving(**prune, by="eval") if prune else None)
 
 
 def _finish_sweep(s: dict, run_dir: Path, devices: list, ns: argparse.Namespace) -> int:
@@ -365,6 +376,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--eval-every", help="evaluate every N steps (default: every chunk, 100)")
     s.add_argument("--chunk-size", help="steps per compiled chunk = checkpoint period "
                    "(default min(steps, 100))")
+    s.add_argument("--prune", metavar="MIN_STEPS", help="successive halving: at steps "
+                   "MIN_STEPS x factor^k keep the best 1/factor of the settings by eval loss "
+                   "(mean over seeds); the rest stop there (default: no pruning)")
+    s.add_argument("--prune-factor", default="3", help="successive halving's reduction factor "
+                   "(default 3)")
     fd = sub.add_parser("find", help="LR range test: one exponential LR ramp, per seed",
                         description="LR range test (Smith 2017) on the same defaults: the LR "
                         "grows exponentially from --min-lr to --max-lr; prints the suggested "

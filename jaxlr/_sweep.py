@@ -321,6 +321,8 @@ def sweep(
                 carry = take_rows(carry, np.searchsorted(rows.active, survivors.ids))
                 rows = survivors
                 hp, seed_pos = rows.put(cols, place)
+        if prune is not None and t_end == steps:  # the survivors' final states, before saving
+            store = write_store(store, _state(carry), rows.ids)
         if checkpoint is not None:
             extra = {} if prune is None else {"active": rows.active, "pruned_at": pruned_at}
             state = place.fetch((carry, store), numpy=False)
@@ -333,9 +335,7 @@ def sweep(
     if bar is not None:
         bar.close()
 
-    final = _state(carry)
-    if prune is not None:
-        final = store = write_store(store, final, rows.ids)
+    final = _state(carry) if prune is None else store
     params, rest, status = place.fetch(final, numpy=False)
     status = jax.tree.map(lambda x: np.asarray(x)[:m_real], status)
     arrays = rec.to_arrays()

@@ -289,6 +289,13 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--lr {ns.lr}: learning rates must be > 0")
         s["eval_every"] = (_positive_int("--eval-every", ns.eval_every)
                            if ns.eval_every is not None else None)
+        s["prune"] = None
+        if ns.prune is not None:  # successive halving ranked by eval: rungs are eval steps
+            s["prune"] = {"min_steps": _positive_int("--prune", ns.prune),
+                          "reduction_factor": _positive_int("--prune-factor",
+                                                            ns.prune_factor, 2)}
+            if ns.eval_every is None and ns.chunk_size is None:
+                s["eval_every"] = math.gcd(s["prune"]["min_steps"], 100)
         chunk = ns.chunk_size if ns.chunk_size is not None else min(
             s["steps"], s["eval_every"] or 100)
         s["chunk_size"] = _positive_int("--chunk-size", chunk)
@@ -297,6 +304,10 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
         if s["eval_every"] % s["chunk_size"]:
             raise UsageError(f"--eval-every ({s['eval_every']}) must be a multiple of "
                              f"--chunk-size ({s['chunk_size']})")
+        if s["prune"] and s["prune"]["min_steps"] % s["eval_every"]:
+            raise UsageError(f"--prune ({s['prune']['min_steps']}) must be a multiple of "
+                             f"--eval-every ({s['eval_every']}): members are ranked by their "
+                             "eval loss at each rung")
     else:
         s["min_lr"] = _number("--min-lr", ns.min_lr, float)
         s["max_lr"] = _number("--max-lr", ns.max_lr, float)

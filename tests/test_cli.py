@@ -190,6 +190,36 @@ def test_load_restores_trained_params_from_the_last_checkpoint(two_runs):
     np.testing.assert_allclose(float(aux["accuracy"]), res.eval_aux["accuracy"][best.index, -1])
 
 
+def test_sweep_with_successive_halving(tmp_path):
+    """--prune 10 ranks the 4 LRs (2 seeds each) by eval loss at step 10: 4 -> 2 settings at
+    10, 2 -> 1 at 20 (30 steps); the table says where each stopped, load restores the models."""
+    out_dir = tmp_path / "halving"
+    rc, out, err = run(["sweep", "--steps", "30", "--lr", "1e-3:1:4", "--seeds", "2",
+                        "--no-progress", "--prune", "10", "--prune-factor", "2", "--out",
+                        out_dir])
+    assert rc == 0, err
+    assert "successive halving from step 10, factor 2" in err
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["settings"]["prune"] == {"min_steps": 10, "reduction_factor": 2}
+    assert config["settings"]["eval_every"] == 10
+    arrays = npz(out_dir / "results.npz")
+    assert sorted(arrays["pruned_at"].tolist()) == [-1, -1, 10, 10, 10, 10, 20, 20]
+    assert "pruned at" in out.splitlines()[0]
+    res = _records.load(out_dir)
+    best = res.best(by="eval", over="seed")
+    assert res.pruned_at[best.index] == -1
+    model = best.params
+    model.eval()
+    _, _, xe, ye = _cli.DATASETS["digits"].load()
+    np.testing.assert_allclose(float(_cli.loss_fn(model, (xe, ye))[0]),
+                               res.eval[best.index, -1], rtol=1e-6)
+    pruned = int(np.flatnonzero(res.pruned_at == 10)[0])  # its state at the rung
+    model = res.params(pruned)
+    model.eval()
+    np.testing.assert_allclose(float(_cli.loss_fn(model, (xe, ye))[0]), res.eval[pruned, 0],
+                               rtol=1e-6)
+
+
 def test_find_prints_suggestions_and_saves_the_plot(tmp_path):
     out_dir = tmp_path / "find"
     rc, out, err = run(["find", "--steps", "30", "--seeds", "1", "--model", "logreg",
@@ -294,7 +324,9 @@ def test_error_messages_name_the_fix(tmp_path):
              ("sweep", "--schedule", "nope"): "choose from",
              ("report", str(tmp_path)): "no jaxlr run",
              ("sweep", "--patience", "3"): "--schedule plateau",
-             ("sweep", "--out", "/proc/no/such"): "--out DIR"}
+             ("sweep", "--out", "/proc/no/such"): "--out DIR",
+             ("sweep", "--prune", "15", "--eval-every", "10"): "multiple of --eval-every",
+             ("sweep", "--prune", "10", "--prune-factor", "1"): "--prune-factor must be >= 2"}
     for argv, needle in cases.items():
         rc, _, err = run(list(argv))
         assert rc == 2 and needle in err, (argv, err)
