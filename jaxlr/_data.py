@@ -30,7 +30,7 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     re-applied while the result is :math:`\ge n` ("cycle walking", at most ~4 passes on
     average); a bijection of the domain restricted this way is a bijection of ``0..n-1``. It
     replaces ``jax.random.permutation``, whose sorts dominated a sweep's step time on CPU (42
-    permutations of 1,797 examples: 26 ms vs about 1 ms).
+    permutations of 1,797 examples on 2 CPU cores: 24 ms vs 2.3 ms).
 
     Args:
         key: a JAX PRNG key.
