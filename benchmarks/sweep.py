@@ -521,7 +521,7 @@ def plan(quick: bool) -> dict:
         return dict(steps=20, cases=[("mlp", 1, 1), ("mlp", 4, 2), ("logreg", 4, 1)],
                     chunk_case=("mlp", 4), chunk_small=5, subset=(2, 20),
                     core_model="logreg", core_cases=[(4, 1)], compile_pair=(1, 4))
-    return dict(steps=500, cases=[("mlp", 1, 9), ("mlp", 8, 5), ("mlp", 32, 4), ("mlp", 128, 3),
+    return dict(steps=500, cases=[("mlp", 1, 9), ("mlp", 8, 5), ("mlp", 32, 4), ("mlp", 128, 4),
                                   ("logreg", 64, 11)],
                 chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
                 core_model="mlp", core_cases=[(8, 5), (32, 3)], compile_pair=(1, 128))
