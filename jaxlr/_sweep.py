@@ -7,6 +7,7 @@ import math
 import types
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import jax
@@ -247,6 +248,11 @@ def sweep(
         _check_prune(prune, k, eval_data, eval_every, aux_names)
     rungs = set(prune.rungs(steps)) if prune is not None else set()
     carry = fns.init(hp)
+    m_rows = len(rows.ids)
+    if prune is not None and in_memory:
+        sizes = [r for r in _halving_sizes(prune, g, steps, len(devices)) if r != m_rows]
+        _compile_ahead(fns, sizes, (carry, hp, np.int32(0), data, seeds_dev, seed_pos),
+                       by_member)
     # with pruning, ``store`` keeps every member's final state, row m = member m: a pruned
     # member's is written at its rung, the survivors' at the end
     store = fns.copy_state(carry) if prune is not None else None
@@ -299,7 +305,9 @@ def sweep(
         t0 = c * k
         t_end = min(t0 + k, steps)
         xs = data if in_memory else place.put(_stack_batches(batches, k, steps - t0), replicated)
-        carry, curves = chunk_fn(carry, hp, np.int32(t0), xs, seeds_dev, seed_pos)
+        ahead = fns.ahead.get(len(rows.ids))
+        run = chunk_fn if ahead is None or len(rows.ids) == m_rows else ahead.result()
+        carry, curves = run(carry, hp, np.int32(t0), xs, seeds_dev, seed_pos)
         ev = None
         if eval_data is not None and (t_end == steps or (eval_every and t_end % eval_every == 0)):
             ev = eval_fn(carry, eval_data)
@@ -448,6 +456,39 @@ class _Functions(NamedTuple):
     copy_state: Callable  # carry -> a copy of _state(carry) (the carry is donated)
     write_rows: Callable  # (store, rows, ids) -> store with store[ids] = rows
     take_rows: Callable  # (tree, idx) -> tree[idx]
+    ahead: dict  # rows -> Future of the chunk compiled ahead of time for that batch size
+
+
+def _compile_ahead(fns: _Functions, sizes: list[int], args: tuple, sharding: Any) -> None:
+    """Compile the chunk for the batch sizes successive halving will leave, in a background
+    thread while the first rungs train, so a rung does not stop to compile."""
+    todo = [r for r in sizes if r not in fns.ahead]
+    if not todo:
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxlr-compile")
+
+    def abstract(tree, r):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct((r, *x.shape[1:]), x.dtype,
+                                                           sharding=sharding), tree)
+
+    carry, hp, t0, xs, seeds, seed_pos = args
+    for r in todo:
+        spec = (abstract(carry, r), abstract(hp, r), t0, xs, seeds, abstract(seed_pos, r))
+        fns.ahead[r] = pool.submit(lambda spec=spec: fns.chunk.lower(*spec).compile())
+    pool.shutdown(wait=False)
+
+
+def _halving_sizes(prune: SuccessiveHalving, g: Grid, steps: int, n_devices: int) -> list[int]:
+    """The batch sizes (rows) after each rung, when every setting has the same number of seeds
+    (then they do not depend on the ranking); [] otherwise."""
+    counts = np.bincount(g.settings())
+    if len(set(counts.tolist())) != 1:
+        return []
+    n, per, out = len(counts), int(counts[0]), []
+    for _ in prune.rungs(steps):
+        n = max(1, n // prune.reduction_factor)
+        out.append(-(-n * per // n_devices) * n_devices)
+    return out
 
 
 _CACHE: OrderedDict = OrderedDict()
@@ -532,6 +573,7 @@ def _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
                            out_shardings=by_member),
         write_rows=jax.jit(_write_rows, out_shardings=by_member, donate_argnums=0),
         take_rows=jax.jit(_take_rows, out_shardings=by_member),
+        ahead={},
     )
 
 

@@ -132,6 +132,10 @@ def test_compaction_reclaims_compute_and_recompiles_once_per_size():
     _sweep._CACHE.clear()
     res = run(optimizer=counting, prune=BY_EVAL)
     assert calls["n"] == 2 + 2
+    # the two smaller sizes were compiled ahead, in a background thread, and used
+    (fns, _), = _sweep._CACHE.values()
+    assert sorted(fns.ahead) == [2, 6] and all(f.done() for f in fns.ahead.values())
+    assert _sweep._halving_sizes(BY_EVAL, GRID, STEPS, 4) == [8, 4]  # padded to 4 devices
     # the recorded member-steps are what ran: 18 x 10 + 6 x 20 + 2 x 60
     assert np.isfinite(res.loss).sum() <= 18 * 10 + 6 * 20 + 2 * 60
 
