@@ -62,6 +62,7 @@ GOAL_NAIVE = 5.0  # naive / jaxlr on (b)
 GOAL_CORES = 1.6  # speed-up from sharding members over 2 host devices
 GOAL_COMPILE = 1.5  # compile time at M=128 / M=1
 GOAL_CHUNK = 1.05  # chunk_size=50 / chunk_size=steps
+SGEMM_ACCEL = 8192  # matmul size for the sgemm figure on an accelerator
 COMPILE_EVENTS = (
     "/jax/core/compile/jaxpr_trace_duration",
     "/jax/core/compile/jaxpr_to_mlir_module_duration",
@@ -515,12 +516,23 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def plan(quick: bool) -> dict:
-    """What to measure. Full: ~10 minutes on 2 CPU cores; quick: a smoke test."""
+def plan(quick: bool, accel: bool = False) -> dict:
+    """What to measure. Full: ~7 minutes on 2 CPU cores; quick: a smoke test. On an
+    accelerator (``accel``) the calls are short, so there are more repetitions, two larger M
+    (1,024 and 4,096 members) and a larger logistic-regression sweep, and no (c), which is
+    about CPU cores."""
     if quick:
-        return dict(steps=20, cases=[("mlp", 1, 1), ("mlp", 4, 2), ("logreg", 4, 1)],
+        return dict(steps=20, cases=[("mlp", 1, 1), ("mlp", 4, 2), ("logreg", 4, 1)]
+                    + ([("mlp", 16, 2)] if accel else []),
                     chunk_case=("mlp", 4), chunk_small=5, subset=(2, 20),
-                    core_model="logreg", core_cases=[(4, 1)], compile_pair=(1, 4))
+                    core_model="logreg", core_cases=[] if accel else [(4, 1)],
+                    compile_pair=(1, 4))
+    if accel:
+        return dict(steps=500, cases=[("mlp", 1, 15), ("mlp", 8, 15), ("mlp", 32, 15),
+                                      ("mlp", 128, 15), ("mlp", 1024, 7), ("mlp", 4096, 4),
+                                      ("logreg", 64, 15), ("logreg", 4096, 9)],
+                    chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
+                    core_model="mlp", core_cases=[], compile_pair=(1, 128))
     return dict(steps=500, cases=[("mlp", 1, 9), ("mlp", 8, 5), ("mlp", 32, 4), ("mlp", 128, 4),
                                   ("logreg", 64, 11)],
                 chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
@@ -541,7 +553,12 @@ def case_spec(p: dict, model: str, m: int, reps: int) -> dict:
     return {"model": model, "members": m, "steps": steps, "reps": reps, "variants": variants}
 
 
-def header(quick: bool, gflops: float, gcores: float, gflops1: float, steps: int) -> None:
+def device_name() -> str:
+    d = jax.local_devices()[0]
+    return f"{len(jax.local_devices())} x {getattr(d, 'device_kind', d.platform)}"
+
+
+def header(quick: bool, gflops: float, gcores: float, gflops1: float | None, steps: int) -> None:
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print("# jaxlr.sweep benchmark" + (" (--quick: smoke test, numbers meaningless)"
                                        if quick else ""))
@@ -551,9 +568,14 @@ def header(quick: bool, gflops: float, gcores: float, gflops1: float, steps: int
     print(f"- load average at start: {load} (other processes share the cores and add noise)")
     print(f"- jax {jax.__version__} (backend {jax.default_backend()}), optax {optax.__version__},"
           f" jaxlr {jaxlr.__version__}, python {platform.python_version()}")
-    print(f"- sgemm: jitted float32 1024x1024 matmul: {gflops:.1f} GFLOP/s "
-          f"(kept {gcores:.1f} cores busy); on one thread "
-          f"(XLA_FLAGS=--xla_cpu_multi_thread_eigen=false): {gflops1:.1f} GFLOP/s")
+    if gflops1 is None:  # an accelerator
+        print(f"- devices: {device_name()}")
+        print(f"- sgemm: jitted float32 {SGEMM_ACCEL}x{SGEMM_ACCEL} matmul on the device "
+              f"(default precision): {gflops:.1f} GFLOP/s")
+    else:
+        print(f"- sgemm: jitted float32 1024x1024 matmul: {gflops:.1f} GFLOP/s "
+              f"(kept {gcores:.1f} cores busy); on one thread "
+              f"(XLA_FLAGS=--xla_cpu_multi_thread_eigen=false): {gflops1:.1f} GFLOP/s")
     where = ("this process, except (c)" if quick
              else "one subprocess per workload and M, variants alternating inside it")
     print(f"- steps={steps}; measurements: {where}", flush=True)
@@ -567,17 +589,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default=None, metavar="JSON",
                     help="internal: measure one spec (workload, M, variants) in this process and "
                          "print RESULT <json> (the parent runs each case in a subprocess)")
+    ap.add_argument("--cases", default=None, metavar="MODEL:M,...",
+                    help="measure only these cases of the plan, e.g. mlp:1,mlp:128,logreg:64 "
+                         "(the compile and chunk reports need mlp:1, mlp:128 and mlp:8)")
     args = ap.parse_args(argv)
     if args.variant:
         print("RESULT " + json.dumps(measure(json.loads(args.variant))), flush=True)
         return 0
 
-    p = plan(args.quick)
+    accel = jax.default_backend() != "cpu"
+    p = plan(args.quick, accel)
+    if args.cases:
+        wanted = {(c.split(":")[0], int(c.split(":")[1])) for c in args.cases.split(",")}
+        p["cases"] = [c for c in p["cases"] if c[:2] in wanted]
     steps, started = p["steps"], time.perf_counter()
-    gflops, gcores = sgemm_gflops()
-    one_core = measure_in_subprocess({"sgemm": True}, flags=("--xla_cpu_multi_thread_eigen=false",))
-    header(args.quick, gflops, gcores, one_core["gflops"], steps)
-    gflops = one_core["gflops"]  # the MLP runs keep about one core busy: compare with one core
+    if accel:
+        gflops, gcores = sgemm_gflops(SGEMM_ACCEL)
+        header(args.quick, gflops, gcores, None, steps)
+    else:
+        gflops, gcores = sgemm_gflops()
+        one_core = measure_in_subprocess({"sgemm": True},
+                                         flags=("--xla_cpu_multi_thread_eigen=false",))
+        header(args.quick, gflops, gcores, one_core["gflops"], steps)
+        gflops = one_core["gflops"]  # the MLP runs keep about one core busy: compare with one
     recompile = repeat_call_compile()
 
     def run(spec: dict, host_devices: int = 1) -> dict:
@@ -590,8 +624,9 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {}
     for model, m, reps in p["cases"]:
-        results[model, m] = run(case_spec(p, model, m, reps))
-        progress(f"{model} M={m}")
+        r = results[model, m] = run(case_spec(p, model, m, reps))
+        progress(f"{model} M={m}: jaxlr {r['jaxlr']['us']:.2f} µs/member-step, expert "
+                 f"{r['expert']['us']:.2f}, paired ratio {paired(r['jaxlr'], r['expert']):.3f}")
     cores = os.cpu_count() or 1
     many = f"{cores} devices"
     core_results = {}
@@ -603,11 +638,14 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"cores M={m}")
     print()
     misses: list[str] = []
-    report_variants(results, gflops, steps)
+    report_variants(results, gflops, steps, accel)
     report_ratios(results, steps, misses)
-    report_cores(core_results, p["core_model"], cores, misses)
-    report_compile(results, p["compile_pair"], recompile, misses, cached=not args.quick)
-    report_chunks(results[p["chunk_case"]], p, misses)
+    if core_results:
+        report_cores(core_results, p["core_model"], cores, misses)
+    if all(("mlp", m) in results for m in p["compile_pair"]):
+        report_compile(results, p["compile_pair"], recompile, misses, cached=not args.quick)
+    if p["chunk_case"] in results:
+        report_chunks(results[p["chunk_case"]], p, misses)
     print(f"goals missed: {'; '.join(misses) if misses else 'none'}")
     print(f"total time: {time.perf_counter() - started:.0f} s")
     return 0
@@ -617,7 +655,7 @@ def _goal(ok: bool) -> str:
     return "met" if ok else "**MISSED**"
 
 
-def report_variants(results: dict, gflops: float, steps: int) -> None:
+def report_variants(results: dict, gflops: float, steps: int, accel: bool = False) -> None:
     rows = []
     for (model, m), r in results.items():
         wl = WORKLOADS[model]
@@ -651,7 +689,9 @@ def report_variants(results: dict, gflops: float, steps: int) -> None:
           f"process during that variant's calls (after importing JAX and loading the data: "
           f"{base:.0f} MB). cores: CPU time / wall time of the timed calls. GFLOP/s: dense "
           "forward + backward FLOPs (3 × 2 × batch × Σ fan_in·fan_out per member-step) / time; "
-          "% sgemm: of the one-thread 1024² matmul above. final loss: median over members of "
+          + ("% sgemm: of the device's matmul above. " if accel else
+             "% sgemm: of the one-thread 1024² matmul above. ") +
+          "final loss: median over members of "
           "the last step's batch loss (jaxlr and expert train the same models on different batch "
           "orders).")
     print()

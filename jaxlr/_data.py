@@ -23,14 +23,17 @@ def _mix(x: jax.Array) -> jax.Array:
 
 
 def permutation(key: jax.Array, n: int) -> jax.Array:
-    r"""A pseudo-random permutation of ``0..n-1`` without a sort: element-wise, O(n) work.
+    r"""A pseudo-random permutation of ``0..n-1`` without a sort or a loop: O(n) work.
 
-    Index :math:`i` goes through a balanced Feistel network (6 rounds, round keys drawn from
-    ``key``, round function :func:`_mix`) on the smallest domain of :math:`4^h \ge n` indices,
-    re-applied while the result is :math:`\ge n` ("cycle walking", at most ~4 passes on
-    average); a bijection of the domain restricted this way is a bijection of ``0..n-1``. It
-    replaces ``jax.random.permutation``, whose sorts dominated a sweep's step time on CPU (42
-    permutations of 1,797 examples on 2 CPU cores: 24 ms vs 2.3 ms).
+    A balanced Feistel network (6 rounds, round keys drawn from ``key``, round function
+    :func:`_mix`) permutes the smallest domain of :math:`D = 4^h \ge n` indices (so
+    :math:`D < 4n`); the permutation of ``0..n-1`` is the sequence of its outputs that are
+    :math:`< n`, in order (a bijection of the domain, filtered, is a bijection of ``0..n-1``).
+    The :math:`k`-th of them is found by a binary search in the running count of outputs
+    :math:`< n` (unrolled: no data-dependent loop, which on a GPU would synchronise with the
+    host at every iteration). It replaces ``jax.random.permutation``, whose sorts dominated a
+    sweep's step time on CPU (42 permutations of 1,797 examples on 2 CPU cores: 24 ms vs
+    1.6 ms).
 
     Args:
         key: a JAX PRNG key.
@@ -47,26 +50,24 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
         True
 
     References:
-        Black & Rogaway 2002, ciphers with arbitrary finite domains (cycle walking):
-        https://doi.org/10.1007/3-540-45760-7_9; the same construction as TensorFlow's
-        ``tf.random.experimental.index_shuffle`` and Grain's index shuffle.
+        Black & Rogaway 2002, ciphers with arbitrary finite domains (the Feistel construction;
+        filtering the domain's permutation is their "prefix" alternative to cycle walking):
+        https://doi.org/10.1007/3-540-45760-7_9; TensorFlow's
+        ``tf.random.experimental.index_shuffle`` and Grain's index shuffle use the same network.
     """
     half = max(1, (max(n - 1, 1).bit_length() + 1) // 2)
     mask = jnp.uint32((1 << half) - 1)
     round_keys = jax.random.bits(key, (_ROUNDS,), jnp.uint32)
 
-    def encrypt(x):
-        left, right = x >> half, x & mask
-        for i in range(_ROUNDS):
-            left, right = right, left ^ (_mix(right ^ round_keys[i]) & mask)
-        return (left << half) | right
-
-    def walk(y):
-        return jnp.where(y >= n, encrypt(y), y)
-
-    start = encrypt(jnp.arange(n, dtype=jnp.uint32))
-    y = jax.lax.while_loop(lambda y: jnp.any(y >= n), walk, start)
-    return y.astype(jnp.int32)
+    left, right = (jnp.arange(1 << (2 * half), dtype=jnp.uint32) >> half,
+                   jnp.arange(1 << (2 * half), dtype=jnp.uint32) & mask)
+    for i in range(_ROUNDS):
+        left, right = right, left ^ (_mix(right ^ round_keys[i]) & mask)
+    y = ((left << half) | right).astype(jnp.int32)  # a permutation of 0..D-1
+    count = jnp.cumsum(y < n, dtype=jnp.int32)  # outputs < n up to each position
+    where = jnp.searchsorted(count, jnp.arange(1, n + 1, dtype=jnp.int32),
+                             method="scan_unrolled")
+    return y[where]
 
 
 def _is_array_data(data: Any) -> bool:

@@ -37,7 +37,7 @@ from jaxlr._result import SweepResult
 class DivergenceRule(NamedTuple):
     """An in-program stop rule: ``update(state, step, loss) -> (state, bad)`` per member.
 
-    Non-finite losses and updates always count as divergence; a rule adds a test on the
+    Non-finite losses and gradients always count as divergence; a rule adds a test on the
     loss curve (the default: :func:`blowup_rule`; :func:`jaxlr.find_lr` brings its own).
     """
 
@@ -71,19 +71,23 @@ class Carry(NamedTuple):
     status: MemberStatus
 
 
-def _current_lr_or_nan(opt_state: Any) -> jax.Array:
+def _current_lr(opt_state: Any) -> jax.Array | None:
+    """The LR of the first :class:`LearningRateState` in ``opt_state`` (None if it has none)."""
     found = [x for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(
         x, LearningRateState)) if isinstance(x, LearningRateState)]
-    return found[0].lr if found else jnp.float32(jnp.nan)
+    return found[0].lr if found else None
 
 
 def _tree_finite(tree: Any) -> jax.Array:
-    """Whether every float in ``tree`` is finite, as ``isfinite`` of one float32 sum per leaf:
-    NaN and inf propagate through a sum, and on CPU a sum is cheaper than ``all(isfinite)``
-    (a sum of finite values above 3.4e38 also counts, which only a diverging run reaches)."""
-    sums = [jnp.sum(jnp.abs(x) if jnp.iscomplexobj(x) else x, dtype=jnp.float32)
+    """Whether every float in ``tree`` is finite, as ``isfinite`` of ONE float32 sum over all
+    leaves (concatenated): NaN and inf propagate through a sum, and XLA fuses the concatenation
+    into the reduction, so this is one kernel however many leaves the model has (a sum of
+    finite values above 3.4e38 also counts, which only a diverging run reaches)."""
+    flat = [jnp.ravel(jnp.abs(x) if jnp.iscomplexobj(x) else x).astype(jnp.float32)
             for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return jnp.isfinite(sum(sums, start=jnp.float32(0.0)))
+    if not flat:
+        return jnp.bool_(True)
+    return jnp.isfinite(jnp.sum(jnp.concatenate(flat)))
 
 
 def sweep(
@@ -116,12 +120,16 @@ def sweep(
     :func:`jaxlr.reduce_on_plateau` controller works as the LR. A member's results do not depend
     on the other members, on M, or on the number of devices (to float tolerance).
 
-    Divergence quarantine: a member whose loss or update becomes non-finite, or whose loss
+    Divergence quarantine: a member whose loss or gradients become non-finite, or whose loss
     exceeds its first loss by more than ``divergence_factor`` :math:`\times |loss_0|`, is frozen
     at its last good parameters (and model state) from that step on (its later losses are NaN)
     and its step is recorded in ``diverged_at``; nothing is raised, and the other members are
-    untouched. (Checking the update rather than the new parameters lets the freeze be a select
-    fused into the parameter update; a frozen member's optimizer state is never used again.)
+    untouched. The check costs one reduction per step (the gradients exist anyway), and the
+    freeze is a select fused into the parameter update, so the optimizer's maths fuses as in a
+    plain optax loop. The one case it sees a step late: an update that is non-finite although
+    the loss and gradients are finite (e.g. a NaN learning rate from the optimizer) makes the
+    parameters non-finite, which the next step's loss shows; that member is frozen there, with
+    those parameters. A frozen member's optimizer state is never used again.
 
     The compiled programs are cached: sweeping the same functions again (the same code and
     the same closed-over objects, e.g. a lambda defined in a loop over a fixed model) with
@@ -714,9 +722,12 @@ class _Program:
             updates, opt_state = tx.update(grads, carry.opt_state, carry.params, value=loss)
             st = carry.status
             rule_state, blown = self.rule.update(st.rule, t, loss)
-            # finite params + finite updates = finite new params (barring overflow): checking
-            # the updates lets the freeze be a select on the updates, fused into the add
-            bad = ~jnp.isfinite(loss) | ~_tree_finite(updates) | blown
+            # The gradients, not the updates, are checked: they exist in memory anyway, so the
+            # check is one extra reduction, and the optimizer's maths stays fused into the
+            # parameter update (the select below), as in a plain optax loop. An update that is
+            # non-finite although loss and gradients are finite (a NaN learning rate) shows
+            # in the next step's loss and freezes the member there.
+            bad = ~jnp.isfinite(loss) | ~_tree_finite(grads) | blown
             active = (t < self.steps) & st.alive
             keep = active & ~bad
             params = optax.apply_updates(carry.params, jax.tree.map(
@@ -728,12 +739,17 @@ class _Program:
             status = MemberStatus(alive=st.alive & ~(active & bad),
                                   diverged_at=jnp.where(active & bad, t, st.diverged_at),
                                   rule=rule_state)
-            record = (jnp.where(active, loss, jnp.nan).astype(jnp.float32),
-                      jnp.where(active, _current_lr_or_nan(opt_state), jnp.nan))
+            record = [jnp.where(active, loss, jnp.nan).astype(jnp.float32)]
+            if has_lr:  # without an LR in the state, no per-step write of a NaN
+                record.append(jnp.where(active, _current_lr(opt_state), jnp.nan))
             return out._replace(status=status), record
 
+        has_lr = _current_lr(carry.opt_state) is not None
         ts = t0 + jnp.arange(jax.tree.leaves(xs)[0].shape[0])
-        return jax.lax.scan(step, carry, (ts, xs))
+        carry, record = jax.lax.scan(step, carry, (ts, xs))
+        if not has_lr:
+            record.append(jnp.full_like(record[0], jnp.nan))
+        return carry, tuple(record)
 
     def _loss(self, params_rest, batch):
         loss, aux, new_rest = self.model.loss(*params_rest, batch, True)

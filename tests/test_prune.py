@@ -112,7 +112,8 @@ def test_a_pruned_member_keeps_its_state_at_the_rung(pruned):
     res = pruned
     i = int(np.flatnonzero(res.pruned_at == 30)[0])
     solo = run(GRID.select(i), steps=30)  # member == solo run, stopped at the rung
-    chex.assert_trees_all_close(res.params(i), solo.params(0), rtol=1e-5)
+    # atol: float32 rounding of a vmapped vs a solo run near 0 (params are ~0.1 in size)
+    chex.assert_trees_all_close(res.params(i), solo.params(0), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(res.loss[i, :30], solo.loss[0], rtol=1e-5)
 
 
