@@ -178,6 +178,47 @@ def test_nan_loss_is_quarantined():
     assert np.isfinite(res.loss[0]).all()
 
 
+def test_nan_gradient_with_finite_loss_freezes_at_that_step():
+    """d/dw sqrt(max(0.5 - w0, 0)) is NaN once w0 > 0.5 while the loss term (x 0) stays 0: the
+    member is frozen at the first step whose params have w0 > 0.5, keeping those (finite)
+    params; that step's loss is recorded, finite."""
+    def loss_fn(params, batch):
+        return mse(params, batch) + 0.0 * jnp.sqrt(jnp.maximum(0.5 - params["w"][0], 0.0))
+
+    g = jaxlr.grid(lr=[0.001, 0.3])
+    res = jaxlr.sweep(init_linear, loss_fn, DATA, sgd_opt, g, steps=30, batch_size=16,
+                      progress=False, chunk_size=10)
+    plain = jaxlr.sweep(init_linear, mse, DATA, sgd_opt, g, steps=30, batch_size=16,
+                        progress=False, chunk_size=10)
+    assert res.diverged.tolist() == [False, True] and np.isfinite(res.loss[0]).all()
+    t = int(res.diverged_at[1])
+    # by hand: the same run without the extra term, stopped before t and at t
+    before, at = (jaxlr.sweep(init_linear, mse, DATA, sgd_opt, g.select(1), steps=s,
+                              batch_size=16, progress=False).params(0) for s in (t, t + 1))
+    assert float(before["w"][0]) > 0.5  # step t's params: the first with w0 > 0.5 ...
+    early = jaxlr.sweep(init_linear, mse, DATA, sgd_opt, g.select(1), steps=t - 1,
+                        batch_size=16, progress=False).params(0)
+    assert float(early["w"][0]) <= 0.5  # ... (step t-1's were not)
+    chex.assert_trees_all_close(res.params(1), before, rtol=1e-6)  # frozen there, not after
+    assert not np.allclose(np.asarray(at["w"]), np.asarray(before["w"]))
+    np.testing.assert_allclose(res.loss[1, : t + 1], plain.loss[1, : t + 1], rtol=1e-6)
+    assert np.isnan(res.loss[1, t + 1:]).all()
+
+
+def test_nan_update_from_finite_gradients_freezes_one_step_later():
+    """The documented trade-off of checking gradients, not updates: an optimizer that makes a
+    non-finite update from finite gradients (here a NaN scale from step 3) is caught by the
+    next step's loss; the member is frozen there with the non-finite params."""
+    def optimizer(hp):
+        nan_from_3 = optax.scale_by_schedule(lambda c: jnp.where(c >= 3, jnp.nan, 1.0))
+        return optax.chain(optax.sgd(hp["lr"]), nan_from_3)
+
+    res = run(jaxlr.grid(lr=[0.01, 0.05]), steps=10, optimizer=optimizer)
+    assert res.diverged.all() and res.diverged_at.tolist() == [4, 4]
+    assert np.isfinite(res.loss[:, :4]).all() and np.isnan(res.loss[:, 4:]).all()
+    assert not np.isfinite(np.asarray(res.params(0)["w"])).any()
+
+
 def test_every_member_diverging_returns_without_raising():
     res = run(jaxlr.grid(lr=[50.0, 100.0]), steps=20)
     assert res.diverged.all()
