@@ -50,9 +50,9 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
         True
 
     References:
-        Black & Rogaway 2002, ciphers with arbitrary finite domains (the Feistel construction;
-        filtering the domain's permutation is their "prefix" alternative to cycle walking):
-        https://doi.org/10.1007/3-540-45760-7_9; TensorFlow's
+        Black & Rogaway 2002, ciphers with arbitrary finite domains (the Feistel construction
+        on a larger domain; they restrict it by cycle walking, this function by filtering the
+        whole domain in order): https://doi.org/10.1007/3-540-45760-7_9; TensorFlow's
         ``tf.random.experimental.index_shuffle`` and Grain's index shuffle use the same network.
     """
     half = max(1, (max(n - 1, 1).bit_length() + 1) // 2)

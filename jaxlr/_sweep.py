@@ -213,7 +213,6 @@ def sweep(
         if batch_size > n:
             raise ValueError(f"batch_size must be <= the number of examples, got batch_size="
                              f"{batch_size} with {n} examples; lower batch_size")
-        data = jax.tree.map(jnp.asarray, data)
         batches = None
     elif isinstance(data, Iterable):
         batches, n = iter(data), None
@@ -222,7 +221,6 @@ def sweep(
                          f"of such batches, got {type(data).__name__}")
     if eval_data is not None:
         _num_examples("eval_data", eval_data)
-        eval_data = jax.tree.map(jnp.asarray, eval_data)
 
     place = _Placement(devices)
     devices = place.devices
@@ -234,6 +232,13 @@ def sweep(
     cols["_seed_pos"] = seed_pos.astype(np.int32)
 
     by_member, replicated = place.by_member, place.replicated
+    rows = _Rows(np.arange(m_real), len(devices))
+    # everything the programs read, onto the mesh in ONE transfer call (dtypes canonicalised)
+    hp, seed_pos, seeds_dev, data, eval_data = place.put(
+        (*rows.host(cols), np.asarray(seeds_unique, np.int32), data if in_memory else None,
+         eval_data), (by_member, by_member, replicated, replicated, replicated))
+    if not in_memory:
+        data = None
     if in_memory:
         sample_batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
             (batch_size, *a.shape[1:]), a.dtype), data)
@@ -243,13 +248,6 @@ def sweep(
     hp0 = {kk: v[0] for kk, v in cols.items() if kk != "_seed_pos"}
     fns = _programs(init, loss_fn, optimizer, rule, divergence_factor if divergence is None
                     else None, steps, k, n, batch_size, place, hp0, sample_batch, eval_data)
-    rows = _Rows(np.arange(m_real), len(devices))
-    hp, seed_pos = rows.put(cols, place)
-    seeds_dev = place.put(np.asarray(seeds_unique, np.int32), replicated)
-    if in_memory:
-        data = place.put(data, replicated)
-    if eval_data is not None:
-        eval_data = place.put(eval_data, replicated)
     aux_names, chunk_fn, eval_fn, write_store, take_rows = (
         fns.aux_names, fns.chunk, fns.evaluate, fns.write_rows, fns.take_rows)
     if prune is not None:
@@ -390,11 +388,24 @@ class _Rows:
         pad = -len(self.active) % n_devices
         self.ids = np.concatenate([self.active, np.repeat(self.active[-1:], pad)])
 
+    def host(self, cols: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
+        """The rows' hyperparameters (``hp``) and seed positions, on the host."""
+        return ({kk: v[self.ids] for kk, v in cols.items() if kk != "_seed_pos"},
+                cols["_seed_pos"][self.ids])
+
     def put(self, cols: dict[str, np.ndarray], place: _Placement) -> tuple[dict, jax.Array]:
         """The rows' hyperparameters (``hp``) and seed positions, sharded by member."""
-        hp = place.put({kk: v[self.ids] for kk, v in cols.items() if kk != "_seed_pos"},
-                       place.by_member)
-        return hp, place.put(cols["_seed_pos"][self.ids], place.by_member)
+        return place.put(self.host(cols), place.by_member)
+
+
+@functools.lru_cache(maxsize=16)
+def _mesh(devices: tuple) -> tuple[NamedSharding, NamedSharding, Callable]:
+    """The member-axis and replicated shardings over ``devices`` and a jitted gather to the
+    replicated one (made once per device set: building them costs ~0.2 ms a call)."""
+    mesh = Mesh(np.array(devices), ("member",))
+    replicated = NamedSharding(mesh, P())
+    return (NamedSharding(mesh, P("member")), replicated,
+            jax.jit(lambda x: x, out_shardings=replicated))
 
 
 class _Placement:
@@ -410,29 +421,31 @@ class _Placement:
                             jax.devices() if devices == "all" else devices)
         if not self.devices:
             raise ValueError("devices is empty: give at least one device")
-        mesh = Mesh(np.array(self.devices), ("member",))
-        self.by_member, self.replicated = NamedSharding(mesh, P("member")), NamedSharding(
-            mesh, P())
+        self.by_member, self.replicated, self._replicate = _mesh(tuple(self.devices))
         me = jax.process_index()
         self.multi = any(d.process_index != me for d in self.devices)
-        self._replicate = jax.jit(lambda x: x, out_shardings=self.replicated)
 
-    def put(self, tree: Any, sharding: NamedSharding) -> Any:
-        """Host (or local) arrays onto the mesh. With many processes each process gives the
-        same full arrays and places only the shards of its own devices."""
+    def put(self, tree: Any, sharding: Any) -> Any:
+        """Host (or local) arrays onto the mesh (``sharding``: one, or a pytree prefix of
+        ``tree``). With many processes each process gives the same full arrays and places only
+        the shards of its own devices."""
         if not self.multi:
             return jax.device_put(tree, sharding)
 
-        def one(x):
+        def one(x, sharding):
             if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
                 data = np.asarray(jax.random.key_data(x))
                 return jax.random.wrap_key_data(
                     jax.make_array_from_callback(data.shape, sharding, lambda i: data[i]),
                     impl=jax.random.key_impl(x))
             x = np.asarray(x)
+            x = x.astype(jax.dtypes.canonicalize_dtype(x.dtype), copy=False)
             return jax.make_array_from_callback(x.shape, sharding, lambda i: x[i])
 
-        return jax.tree.map(one, tree)
+        if isinstance(sharding, NamedSharding):
+            return jax.tree.map(lambda x: one(x, sharding), tree)
+        return jax.tree.map(lambda sh, sub: jax.tree.map(lambda x: one(x, sh), sub), sharding,
+                            tree, is_leaf=lambda x: isinstance(x, NamedSharding))
 
     def barrier(self, name: str) -> None:
         if self.multi:
