@@ -28,7 +28,7 @@ per variant (VmHWM, reset through /proc/self/clear_refs before each call; proces
 times jaxlr.sweep on 1 device vs all of them (sweep shards members over all local devices by
 default), alternating, in the same process.
 
-Run: ``python benchmarks/sweep.py`` (full, ~6-7 minutes on 2 CPU cores) or ``--quick`` (a
+Run: ``python benchmarks/sweep.py`` (full, ~10 minutes on 2 CPU cores) or ``--quick`` (a
 smoke test: 20 steps, M in {1, 4}, measured in this process except (c) and the one-thread
 sgemm). Record the printed tables in ``benchmarks/README.md`` with the machine and the date.
 """
@@ -517,7 +517,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def plan(quick: bool, accel: bool = False) -> dict:
-    """What to measure. Full: ~7 minutes on 2 CPU cores; quick: a smoke test. On an
+    """What to measure. Full: ~10 minutes on 2 CPU cores; quick: a smoke test. On an
     accelerator (``accel``) the calls are short, so there are more repetitions, two larger M
     (1,024 and 4,096 members) and a larger logistic-regression sweep, and no (c), which is
     about CPU cores."""
@@ -533,8 +533,8 @@ def plan(quick: bool, accel: bool = False) -> dict:
                                       ("logreg", 64, 15), ("logreg", 4096, 9)],
                     chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
                     core_model="mlp", core_cases=[], compile_pair=(1, 128))
-    return dict(steps=500, cases=[("mlp", 1, 9), ("mlp", 8, 5), ("mlp", 32, 4), ("mlp", 128, 4),
-                                  ("logreg", 64, 11)],
+    return dict(steps=500, cases=[("mlp", 1, 15), ("mlp", 8, 11), ("mlp", 32, 7),
+                                  ("mlp", 128, 5), ("logreg", 64, 15)],
                 chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
                 core_model="mlp", core_cases=[(8, 5), (32, 3)], compile_pair=(1, 128))
 
