@@ -79,10 +79,10 @@ def _current_lr(opt_state: Any) -> jax.Array | None:
 
 
 def _tree_finite(tree: Any) -> jax.Array:
-    """Whether every float in ``tree`` is finite, as ``isfinite`` of ONE float32 sum over all
-    leaves (concatenated): NaN and inf propagate through a sum, and XLA fuses the concatenation
-    into the reduction, so this is one kernel however many leaves the model has (a sum of
-    finite values above 3.4e38 also counts, which only a diverging run reaches)."""
+    """Whether every float in ``tree`` is finite, as ``isfinite`` of one float32 sum over all
+    leaves (concatenated): NaN and inf propagate through a sum (a sum of finite values above
+    3.4e38 also counts, which only a diverging run reaches). On a GPU the concatenation fuses
+    into one reduction kernel; XLA's CPU backend splits it into one reduction per leaf."""
     flat = [jnp.ravel(jnp.abs(x) if jnp.iscomplexobj(x) else x).astype(jnp.float32)
             for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
     if not flat:
@@ -237,8 +237,6 @@ def sweep(
     hp, seed_pos, seeds_dev, data, eval_data = place.put(
         (*rows.host(cols), np.asarray(seeds_unique, np.int32), data if in_memory else None,
          eval_data), (by_member, by_member, replicated, replicated, replicated))
-    if not in_memory:
-        data = None
     if in_memory:
         sample_batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
             (batch_size, *a.shape[1:]), a.dtype), data)
@@ -724,6 +722,7 @@ class _Program:
         """K steps of one member; ``xs`` are its batch indices into ``data`` [K, bs], or the
         batches themselves when ``data`` is None (an iterable's stacked chunk)."""
         tx = self.transform(hp)
+        has_lr = _current_lr(carry.opt_state) is not None
 
         def step(carry: Carry, inp):
             t, x = inp
@@ -757,7 +756,6 @@ class _Program:
                 record.append(jnp.where(active, _current_lr(opt_state), jnp.nan))
             return out._replace(status=status), record
 
-        has_lr = _current_lr(carry.opt_state) is not None
         ts = t0 + jnp.arange(jax.tree.leaves(xs)[0].shape[0])
         carry, record = jax.lax.scan(step, carry, (ts, xs))
         if not has_lr:
