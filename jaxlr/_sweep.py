@@ -78,16 +78,23 @@ def _current_lr(opt_state: Any) -> jax.Array | None:
     return found[0].lr if found else None
 
 
-def _tree_finite(tree: Any) -> jax.Array:
-    """Whether every float in ``tree`` is finite, as ``isfinite`` of one float32 sum over all
-    leaves (concatenated): NaN and inf propagate through a sum (a sum of finite values above
-    3.4e38 also counts, which only a diverging run reaches). On a GPU the concatenation fuses
-    into one reduction kernel; XLA's CPU backend splits it into one reduction per leaf."""
+def _tree_finite(tree: Any, via_dot: bool = False) -> jax.Array:
+    """Whether every float in ``tree`` is finite, as ``isfinite`` of one float32 sum of ``0 * x``
+    over all leaves (concatenated): each term is 0, or NaN for an inf or a NaN, so the test is
+    exact (no overflow however large the values) and costs one pass over the gradients.
+
+    ``via_dot`` computes the sum as a dot with a vector of ones. XLA's CPU backend emits a float
+    sum reduction as an in-order loop (float addition is not associative) but hands a dot to a
+    vectorized matrix-vector kernel; in ``benchmarks/sweep.py`` the reduction cost 2-12% of a
+    logistic-regression step (M=64) and the dot about nothing (see ``benchmarks/README.md``).
+    On a GPU the concatenation fuses into the reduction (one kernel), so there it is used."""
     flat = [jnp.ravel(jnp.abs(x) if jnp.iscomplexobj(x) else x).astype(jnp.float32)
             for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
     if not flat:
         return jnp.bool_(True)
-    return jnp.isfinite(jnp.sum(jnp.concatenate(flat)))
+    zeros = jnp.concatenate(flat) * np.float32(0.0)  # NaN where a value is not finite
+    total = jnp.dot(zeros, jnp.ones_like(zeros)) if via_dot else jnp.sum(zeros)
+    return jnp.isfinite(total)
 
 
 def sweep(
@@ -124,7 +131,7 @@ def sweep(
     exceeds its first loss by more than ``divergence_factor`` :math:`\times |loss_0|`, is frozen
     at its last good parameters (and model state) from that step on (its later losses are NaN)
     and its step is recorded in ``diverged_at``; nothing is raised, and the other members are
-    untouched. The check costs one reduction per step (the gradients exist anyway), and the
+    untouched. The check costs one pass over the gradients per step (they exist anyway), and the
     freeze is a select fused into the parameter update, so the optimizer's maths fuses as in a
     plain optax loop. The one case it sees a step late: an update that is non-finite although
     the loss and gradients are finite (e.g. a NaN learning rate from the optimizer) makes the
@@ -571,7 +578,7 @@ def _programs(init, loss_fn, optimizer, rule, factor, steps, k, n, batch_size, p
 def _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
            sample_batch) -> _Functions:
     model = adapt(init, loss_fn)
-    program = _Program(model, optimizer, steps, rule)
+    program = _Program(model, optimizer, steps, rule, place.devices[0].platform)
     aux_names = program.check(hp0, sample_batch)
     by_member = place.by_member
     in_memory = n is not None
@@ -687,9 +694,11 @@ def _grid_from(axes: Mapping[str, Any]) -> Grid:
 class _Program:
     """The per-member functions that are vmapped and compiled."""
 
-    def __init__(self, model: Model, optimizer: Callable, steps: int, rule: DivergenceRule):
+    def __init__(self, model: Model, optimizer: Callable, steps: int, rule: DivergenceRule,
+                 platform: str = "cpu"):
         self.model, self.optimizer = model, optimizer
         self.steps, self.rule = steps, rule
+        self.check_via_dot = platform == "cpu"  # see _tree_finite
 
     def transform(self, hp: dict) -> optax.GradientTransformationExtraArgs:
         tx = self.optimizer(hp)
@@ -735,11 +744,11 @@ class _Program:
             st = carry.status
             rule_state, blown = self.rule.update(st.rule, t, loss)
             # The gradients, not the updates, are checked: they exist in memory anyway, so the
-            # check is one extra reduction, and the optimizer's maths stays fused into the
+            # check is one extra pass over them, and the optimizer's maths stays fused into the
             # parameter update (the select below), as in a plain optax loop. An update that is
             # non-finite although loss and gradients are finite (a NaN learning rate) shows
             # in the next step's loss and freezes the member there.
-            bad = ~jnp.isfinite(loss) | ~_tree_finite(grads) | blown
+            bad = ~jnp.isfinite(loss) | ~_tree_finite(grads, self.check_via_dot) | blown
             active = (t < self.steps) & st.alive
             keep = active & ~bad
             params = optax.apply_updates(carry.params, jax.tree.map(

@@ -205,6 +205,26 @@ def test_nan_gradient_with_finite_loss_freezes_at_that_step():
     assert np.isnan(res.loss[1, t + 1:]).all()
 
 
+@pytest.mark.parametrize("via_dot", [True, False])
+def test_tree_finite_flags_any_nonfinite_value_in_any_leaf(via_dot):
+    """Both forms of the gradient check (a dot with ones on CPU, a reduction elsewhere), eager,
+    jitted and vmapped: NaN, +inf or -inf anywhere in any float leaf is caught; int leaves are
+    ignored; finite values whose sum overflows float32 (15 x 3e38) are not flagged."""
+    tree = {"w": jnp.full((3, 5), 3e38, jnp.float32), "b": jnp.arange(4.0, dtype=jnp.bfloat16),
+            "n": jnp.arange(3)}
+    check = jax.jit(lambda t: _sweep._tree_finite(t, via_dot))
+    assert bool(_sweep._tree_finite(tree, via_dot)) and bool(check(tree))
+    for leaf, where in (("w", (2, 4)), ("w", (0, 0)), ("b", (1,))):
+        for bad in (jnp.nan, jnp.inf, -jnp.inf):
+            t = {**tree, leaf: tree[leaf].at[where].set(bad)}
+            assert not bool(_sweep._tree_finite(t, via_dot)) and not bool(check(t)), (leaf, bad)
+    batch = jax.tree.map(lambda x: jnp.stack([x, x, x]), tree)
+    batch["w"] = batch["w"].at[1, 0, 3].set(jnp.nan)
+    flags = jax.vmap(lambda t: _sweep._tree_finite(t, via_dot))(batch)
+    assert flags.tolist() == [True, False, True]
+    assert bool(_sweep._tree_finite({"n": jnp.arange(3)}, via_dot))  # no float leaf
+
+
 def test_nan_update_from_finite_gradients_freezes_one_step_later():
     """The documented trade-off of checking gradients, not updates: an optimizer that makes a
     non-finite update from finite gradients (here a NaN scale from step 3) is caught by the
