@@ -9,6 +9,8 @@ Variants, all training the same model with the same optax transform and batch si
   expert      hand-written: ``jit(vmap(train_one))``, ``train_one`` = init + ``lax.scan`` over
               steps, per-member batches gathered on device from a precomputed index array
               [M, steps, batch] (one program, one call, losses [M, steps] fetched at the end);
+  control     a second instance of the expert's compiled program, timed next to the expert:
+              its ratio to the expert is the noise of the run;
   sequential  the same ``train_one`` jitted for ONE member, called M times (one per LR);
   naive       a Python loop over members and steps of one jitted ``step(params, opt_state, lr,
               x, y)`` (compiled once; the LR is an argument), batches sliced on the host.
@@ -28,7 +30,7 @@ per variant (VmHWM, reset through /proc/self/clear_refs before each call; proces
 times jaxlr.sweep on 1 device vs all of them (sweep shards members over all local devices by
 default), alternating, in the same process.
 
-Run: ``python benchmarks/sweep.py`` (full, ~10 minutes on 2 CPU cores) or ``--quick`` (a
+Run: ``python benchmarks/sweep.py`` (full, ~12 minutes on 2 CPU cores) or ``--quick`` (a
 smoke test: 20 steps, M in {1, 4}, measured in this process except (c) and the one-thread
 sgemm). Record the printed tables in ``benchmarks/README.md`` with the machine and the date.
 """
@@ -517,7 +519,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def plan(quick: bool, accel: bool = False) -> dict:
-    """What to measure. Full: ~10 minutes on 2 CPU cores; quick: a smoke test. On an
+    """What to measure. Full: ~12 minutes on 2 CPU cores; quick: a smoke test. On an
     accelerator (``accel``) the calls are short, so there are more repetitions, two larger M
     (1,024 and 4,096 members) and a larger logistic-regression sweep, and no (c), which is
     about CPU cores."""
@@ -541,7 +543,10 @@ def plan(quick: bool, accel: bool = False) -> dict:
 
 def case_spec(p: dict, model: str, m: int, reps: int) -> dict:
     steps, (sub_m, sub_s) = p["steps"], p["subset"]
-    variants = [{"kind": "expert", "label": "expert"}, {"kind": "jaxlr", "label": "jaxlr"}]
+    # the control (a second instance of the expert's compiled program) sits next to the
+    # expert, as jaxlr does on the other side: its ratio to the expert is this run's noise
+    variants = [{"kind": "expert", "label": "control"}, {"kind": "expert", "label": "expert"},
+                {"kind": "jaxlr", "label": "jaxlr"}]
     if min(steps, 200) != steps:  # the default chunk size pads the last chunk
         variants.append({"kind": "jaxlr", "label": f"jaxlr chunk_size={steps}",
                          "chunk_size": steps})
@@ -722,15 +727,18 @@ def report_ratios(results: dict, steps: int, misses: list[str]) -> None:
             if naive < GOAL_NAIVE:
                 misses.append(f"naive/jaxlr {model} M={m}: {naive:.1f}")
         cpu = paired(r["jaxlr"], r["expert"], "cpus_s")
-        rows.append([model, m, f"{ratio:.3f}", f"{cpu:.3f}", f"{nopad:.3f}",
+        control = f"{paired(r['control'], r['expert']):.3f}" if "control" in r else "—"
+        rows.append([model, m, f"{ratio:.3f}", control, f"{cpu:.3f}", f"{nopad:.3f}",
                      f"{r['sequential']['us'] / jx:.2f}", f"{naive:.1f}", goals])
     print("## Ratios of µs per member-step")
     print()
     print("jaxlr/expert columns: median over repetitions of the ratio of two runs timed back to "
-          "back in one process (wall time; 'CPU time': the process's CPU time). sequential/"
+          "back in one process (wall time; 'CPU time': the process's CPU time). control/expert: "
+          "the same for a second instance of the expert's compiled program, timed on the "
+          "expert's other side: how far it lands from 1 is the noise of this run. sequential/"
           "jaxlr, naive/jaxlr: ratios of the medians.")
     print()
-    print(table(["workload", "M", "jaxlr/expert", "same, CPU time",
+    print(table(["workload", "M", "jaxlr/expert", "control/expert", "same, CPU time",
                  f"jaxlr chunk_size={steps} / expert",
                  "sequential/jaxlr", "naive/jaxlr", "goals"], rows))
     print()
