@@ -89,7 +89,7 @@ def main() -> None:
              for r, c in zip(lr, cuts)]
     print(f"\n{'patience':>8} {'factor':>6} {'cuts':>5} {'1st cut':>7} {'final LR':>9} "
           f"{'eval loss':>16} {'accuracy':>15}")
-    for idx in result._groups().values():
+    for idx in result.by_setting().values():
         i = idx[0]
         ev, acc = result.eval[idx, -1], result.eval_aux["accuracy"][idx, -1]
         name = "never" if result.hparams["patience"][i] == NEVER else result.hparams[

@@ -89,8 +89,9 @@ def main() -> None:
     single, t_1 = run(devices[:1])
 
     # the trained parameters as the sweep left them: stacked on the member axis [M, ...]
-    # (SweepResult keeps them internally; params(i) slices one member out)
-    kernel = jax.tree.leaves(sharded._state[0])[0]
+    # and sharded over it (params(i) assembles one member into a model)
+    params, _ = sharded.stacked()
+    kernel = jax.tree.leaves(params)[0]
     print(f"a stacked parameter: shape {kernel.shape}, {kernel.sharding}")
     for shard in kernel.addressable_shards:
         rows = shard.index[0]

@@ -272,7 +272,7 @@ def _metric_panel(mpl: Any, ax: Any, result: Any, by: str, mode: str, name: str 
     bad = np.asarray(result.diverged, bool) | ~np.isfinite(metric)
     hp = result.hparams
     has_seed = "seed" in hp and len(np.unique(hp["seed"])) > 1
-    groups = result._groups()
+    groups = result.by_setting()
     others = [k for k in hp if k not in ("seed", name)]
     xs_all = (np.asarray(hp[name], np.float64) if name not in (None, "seed")
               else None)

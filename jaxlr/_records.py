@@ -223,7 +223,7 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
     pruned = np.asarray(result.pruned_at) >= 0
     labels = [d.label for d in diagnosis] if diagnosis is not None else None
     rows = []
-    for idx in result._groups().values():
+    for idx in result.by_setting().values():
         i0 = int(idx[0])
         keep = idx[~diverged[idx]]
         row_labels = [labels[i] for i in idx] if labels else []
@@ -434,6 +434,12 @@ class SavedSweepResult(SweepResult):
             why = f", and they cannot be restored from a checkpoint: {self._restore_error}"
             raise ValueError(_NO_PARAMS.format(why=why))
         return super().params(i)
+
+    def stacked(self) -> tuple[Any, Any]:
+        if not self._ensure_state():
+            why = f", and they cannot be restored from a checkpoint: {self._restore_error}"
+            raise ValueError(_NO_PARAMS.format(why=why))
+        return super().stacked()
 
     def best(self, by: str | None = None, over: str | None = None, mode: str = "min"):
         self._lenient = True  # a loaded run without params still has a best setting

@@ -107,7 +107,7 @@ class SweepResult:
         if over is None:
             i = int(np.argmin(score))
             return Best(i, self.grid[i], float(sign * score[i]), 0.0, self.params(i))
-        groups = self._groups()
+        groups = self.by_setting()
         means = [np.mean(score[idx]) for idx in groups.values()]
         g = int(np.argmin(means))
         idx = list(groups.values())[g]
@@ -115,14 +115,64 @@ class SweepResult:
         hp = {k: v for k, v in self.grid[i].items() if k != "seed"}
         return Best(i, hp, float(sign * means[g]), float(np.std(score[idx])), self.params(i))
 
-    def _groups(self) -> dict[tuple, np.ndarray]:
-        """Member indices of each hyperparameter setting (all columns but seed), in grid order."""
+    def by_setting(self) -> dict[tuple, np.ndarray]:
+        """The members of each hyperparameter setting, to aggregate over seeds.
+
+        A setting is a member's values of every grid column but ``seed``, in column order;
+        settings come in grid order, members in index order (what :meth:`best` with
+        ``over="seed"`` and :meth:`table` average over).
+
+        Returns:
+            dict setting tuple -> int array of member indices.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, jaxlr
+            >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+            >>> res = jaxlr.sweep(lambda k: jnp.zeros(1), lambda w, b: jnp.mean(
+            ...     (b[0] @ w - 2.0 * b[0][:, 0]) ** 2), (x,), lambda hp: jaxlr.sgd(hp["lr"]),
+            ...     jaxlr.grid(lr=[0.1, 0.5], seed=2), steps=5, batch_size=8, progress=False)
+            >>> {round(lr, 3): idx.tolist() for (lr,), idx in res.by_setting().items()}
+            {0.1: [0, 1], 0.5: [2, 3]}
+
+        References:
+            Seeds as repeated measurements of one setting: Bouthillier et al. 2021, "Accounting
+            for variance in machine learning benchmarks", https://arxiv.org/abs/2103.03098
+        """
         names = [k for k in self.hparams if k != "seed"]
         keys = [tuple(self.hparams[k][i].item() for k in names) for i in range(len(self))]
         groups: dict[tuple, list[int]] = {}
         for i, key in enumerate(keys):
             groups.setdefault(key, []).append(i)
         return {k: np.asarray(v) for k, v in groups.items()}
+
+    def stacked(self) -> tuple[Any, Any]:
+        """Every member's trained state, stacked on the member axis, as the sweep left it.
+
+        Returns:
+            ``(params, rest)``, every leaf [M, ...]. ``params`` are the trained leaves (the
+            pytree ``init`` returned; linen's ``"params"`` collection; an ``nnx.State`` of the
+            ``nnx.Param`` variables). ``rest`` is the rest of the model's state (linen's other
+            collections; NNX BatchNorm statistics and RNG streams; ``()`` for a params pytree).
+            The arrays stay on the sweep's devices: sharded over the member axis when it ran
+            on several. A diverged member holds its last good state, a pruned one its state
+            at the rung. :meth:`params` assembles one member into a usable model.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, jaxlr
+            >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+            >>> res = jaxlr.sweep(lambda k: {"w": jnp.zeros(1)}, lambda p, b: jnp.mean(
+            ...     (b[0] @ p["w"] - 2.0 * b[0][:, 0]) ** 2), (x,),
+            ...     lambda hp: jaxlr.sgd(hp["lr"]), jaxlr.grid(lr=[0.1, 0.5, 1.0]), steps=5,
+            ...     batch_size=8, progress=False)
+            >>> params, rest = res.stacked()
+            >>> params["w"].shape, rest
+            ((3, 1), ())
+
+        References:
+            The stacked ("batched") pytree layout of ``jax.vmap``:
+            https://docs.jax.dev/en/latest/automatic-vectorization.html
+        """
+        return self._state
 
     def params(self, i: int) -> Any:
         """The trained params (or NNX module / linen variables) of member ``i``, usable as an
@@ -140,7 +190,7 @@ class SweepResult:
         pruning = bool((self.pruned_at >= 0).any())
         header = names + cols + ["diverged"] + (["pruned at"] if pruning else [])
         rows = []
-        for key, idx in self._groups().items():
+        for key, idx in self.by_setting().items():
             cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in key]
             for c in cols:
                 vals = (self.final_loss() if c == "final loss" else

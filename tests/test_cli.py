@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from jaxlr import _cli, _records
 from jaxlr._cli import main
@@ -215,6 +216,12 @@ def test_sweep_with_successive_halving(tmp_path):
                                res.eval[best.index, -1], rtol=1e-6)
     pruned = int(np.flatnonzero(res.pruned_at == 10)[0])  # its state at the rung
     model = res.params(pruned)
+    # the stacked state restored from the run's checkpoint: member `pruned`'s slice is its model
+    params, _ = res.stacked()
+    own = jax.tree.leaves(nnx.split(model, nnx.Param, ...)[1])
+    assert len(own) == len(jax.tree.leaves(params))
+    for stacked, leaf in zip(jax.tree.leaves(params), own):
+        np.testing.assert_array_equal(np.asarray(stacked)[pruned], leaf)
     model.eval()
     np.testing.assert_allclose(float(_cli.loss_fn(model, (xe, ye))[0]), res.eval[pruned, 0],
                                rtol=1e-6)

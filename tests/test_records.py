@@ -72,6 +72,8 @@ def test_params_of_a_loaded_result_is_a_clear_error(result, tmp_path):
     result.save(tmp_path)
     with pytest.raises(ValueError, match="trained params are not stored in results.npz"):
         load(tmp_path).params(0)
+    with pytest.raises(ValueError, match="trained params are not stored in results.npz"):
+        load(tmp_path).stacked()
     with pytest.raises(ValueError, match="member index"):
         load(tmp_path).params(99)
 

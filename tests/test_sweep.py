@@ -407,6 +407,29 @@ def test_nnx_with_batchnorm_and_dropout():
                        lambda hp: jaxlr.adam(hp["lr"]), g.select(3), steps=40, batch_size=16,
                        progress=False)
     np.testing.assert_allclose(res.loss[3], solo.loss[0], rtol=1e-5)
+    # the stacked state: member i's slice is what params(i) assembles (params and BatchNorm
+    # statistics alike); by_setting groups the two seeds of each LR, in grid order
+    params, rest = res.stacked()
+    for i in range(len(g)):
+        _, p_i, r_i = nnx.split(res.params(i), nnx.Param, ...)
+        chex.assert_trees_all_equal(jax.tree.map(lambda a: a[i], (params, rest)), (p_i, r_i))
+    assert jax.tree.leaves(rest) and jax.tree.leaves(params)[0].shape[0] == len(g)
+    groups = res.by_setting()
+    assert list(groups) == [(float(np.float32(1e-3)),), (float(np.float32(1e-2)),)]
+    for (lr,), idx in groups.items():
+        assert (res.hparams["lr"][idx] == np.float32(lr)).all()
+        assert sorted(res.hparams["seed"][idx].tolist()) == [0, 1]
+
+
+def test_stacked_params_of_a_pytree_model():
+    g = jaxlr.grid(lr=[0.01, 0.05, 0.1])
+    res = run(g)
+    params, rest = res.stacked()
+    assert rest == () and params["w"].shape == (3, 4) and params["b"].shape == (3,)
+    for i in range(len(g)):
+        chex.assert_trees_all_equal(jax.tree.map(lambda a: a[i], params), res.params(i))
+    assert {k: v.tolist() for k, v in res.by_setting().items()} == {
+        (lr,): [i] for i, lr in enumerate(np.float32([0.01, 0.05, 0.1]).tolist())}
 
 
 def test_nnx_module_instance_every_seed_starts_from_it():
