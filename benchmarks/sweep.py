@@ -30,7 +30,7 @@ per variant (VmHWM, reset through /proc/self/clear_refs before each call; proces
 times jaxlr.sweep on 1 device vs all of them (sweep shards members over all local devices by
 default), alternating, in the same process.
 
-Run: ``python benchmarks/sweep.py`` (full, ~12 minutes on 2 CPU cores) or ``--quick`` (a
+Run: ``python benchmarks/sweep.py`` (full, ~14 minutes on 2 CPU cores) or ``--quick`` (a
 smoke test: 20 steps, M in {1, 4}, measured in this process except (c) and the one-thread
 sgemm). Record the printed tables in ``benchmarks/README.md`` with the machine and the date.
 """
@@ -519,7 +519,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def plan(quick: bool, accel: bool = False) -> dict:
-    """What to measure. Full: ~12 minutes on 2 CPU cores; quick: a smoke test. On an
+    """What to measure. Full: ~14 minutes on 2 CPU cores; quick: a smoke test. On an
     accelerator (``accel``) the calls are short, so there are more repetitions, two larger M
     (1,024 and 4,096 members) and a larger logistic-regression sweep, and no (c), which is
     about CPU cores."""
@@ -535,7 +535,7 @@ def plan(quick: bool, accel: bool = False) -> dict:
                                       ("logreg", 64, 15), ("logreg", 4096, 9)],
                     chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
                     core_model="mlp", core_cases=[], compile_pair=(1, 128))
-    return dict(steps=500, cases=[("mlp", 1, 15), ("mlp", 8, 11), ("mlp", 32, 7),
+    return dict(steps=500, cases=[("mlp", 1, 15), ("mlp", 8, 21), ("mlp", 32, 7),
                                   ("mlp", 128, 5), ("logreg", 64, 15)],
                 chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
                 core_model="mlp", core_cases=[(8, 5), (32, 3)], compile_pair=(1, 128))
@@ -702,14 +702,28 @@ def report_variants(results: dict, gflops: float, steps: int, accel: bool = Fals
     print()
 
 
-def paired(a: dict, b: dict, key: str = "runs_s") -> float:
-    """Median over repetitions of a's time / b's time per member-step, each pair measured back
-    to back in one process (so a change of load on the machine hits both alike); calls that
-    were not timed (a jaxlr.sweep's first call) are left out."""
+def paired_ratios(a: dict, b: dict, key: str = "runs_s") -> list[float]:
+    """a's time / b's time per member-step of each repetition, each pair measured back to back
+    in one process (so a change of load on the machine hits both alike); calls that were not
+    timed (a jaxlr.sweep's first call) are left out."""
     skip = 1 if a["first_untimed"] or b["first_untimed"] else 0
     pairs = list(zip(a[key], b[key], strict=True))[skip:] or list(zip(a[key], b[key],
                                                                       strict=True))
-    return statistics.median((x / a["units"]) / (y / b["units"]) for x, y in pairs)
+    return [(x / a["units"]) / (y / b["units"]) for x, y in pairs]
+
+
+def paired(a: dict, b: dict, key: str = "runs_s") -> float:
+    """The median of :func:`paired_ratios`."""
+    return statistics.median(paired_ratios(a, b, key))
+
+
+def quartiles(a: dict, b: dict) -> str:
+    """The first and third quartiles of :func:`paired_ratios` (where half the pairs lie)."""
+    r = paired_ratios(a, b)
+    if len(r) < 4:
+        return "—"
+    q1, _, q3 = statistics.quantiles(r, n=4)
+    return f"{q1:.3f}–{q3:.3f}"
 
 
 def report_ratios(results: dict, steps: int, misses: list[str]) -> None:
@@ -728,17 +742,20 @@ def report_ratios(results: dict, steps: int, misses: list[str]) -> None:
                 misses.append(f"naive/jaxlr {model} M={m}: {naive:.1f}")
         cpu = paired(r["jaxlr"], r["expert"], "cpus_s")
         control = f"{paired(r['control'], r['expert']):.3f}" if "control" in r else "—"
-        rows.append([model, m, f"{ratio:.3f}", control, f"{cpu:.3f}", f"{nopad:.3f}",
+        rows.append([model, m, f"{ratio:.3f}", quartiles(r["jaxlr"], r["expert"]), control,
+                     f"{cpu:.3f}", f"{nopad:.3f}",
                      f"{r['sequential']['us'] / jx:.2f}", f"{naive:.1f}", goals])
     print("## Ratios of µs per member-step")
     print()
     print("jaxlr/expert columns: median over repetitions of the ratio of two runs timed back to "
-          "back in one process (wall time; 'CPU time': the process's CPU time). control/expert: "
+          "back in one process (wall time; 'CPU time': the process's CPU time); its quartiles: "
+          "half of those ratios lie between them. control/expert: "
           "the same for a second instance of the expert's compiled program, timed on the "
           "expert's other side: how far it lands from 1 is the noise of this run. sequential/"
           "jaxlr, naive/jaxlr: ratios of the medians.")
     print()
-    print(table(["workload", "M", "jaxlr/expert", "control/expert", "same, CPU time",
+    print(table(["workload", "M", "jaxlr/expert", "its quartiles", "control/expert",
+                 "same, CPU time",
                  f"jaxlr chunk_size={steps} / expert",
                  "sequential/jaxlr", "naive/jaxlr", "goals"], rows))
     print()
