@@ -153,9 +153,11 @@ class SweepResult:
             pytree ``init`` returned; linen's ``"params"`` collection; an ``nnx.State`` of the
             ``nnx.Param`` variables). ``rest`` is the rest of the model's state (linen's other
             collections; NNX BatchNorm statistics and RNG streams; ``()`` for a params pytree).
-            The arrays stay on the sweep's devices: sharded over the member axis when it ran
-            on several. A diverged member holds its last good state, a pruned one its state
-            at the rung. :meth:`params` assembles one member into a usable model.
+            The arrays stay on the sweep's devices, sharded over the member axis when it ran
+            on several (when M is not a multiple of the device count, dropping the padding
+            rows gathers them onto every device). A diverged member holds its last good
+            state, a pruned one its state at the rung. :meth:`params` assembles one member
+            into a usable model.
 
         Example:
             >>> import jax, jax.numpy as jnp, jaxlr
@@ -172,7 +174,8 @@ class SweepResult:
             The stacked ("batched") pytree layout of ``jax.vmap``:
             https://docs.jax.dev/en/latest/automatic-vectorization.html
         """
-        return self._state
+        m = len(self)  # the sweep pads the member axis to a multiple of the device count
+        return jax.tree.map(lambda x: x if x.shape[0] == m else x[:m], self._state)
 
     def params(self, i: int) -> Any:
         """The trained params (or NNX module / linen variables) of member ``i``, usable as an

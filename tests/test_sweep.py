@@ -259,8 +259,12 @@ def test_sharded_over_four_host_devices_equals_one_device(tmp_path):
         kw = dict(steps=20, batch_size=8, progress=False, chunk_size=7)
         four = jaxlr.sweep(*args, **kw)                       # M=6 padded to 8 over 4 devices
         one = jaxlr.sweep(*args, devices=jax.devices()[:1], **kw)
-        leaf = jax.tree.leaves(four._state)[0]
-        assert len(leaf.sharding.device_set) == 4, leaf.sharding
+        leaf = jax.tree.leaves(four._state)[0]  # as the sweep left it: 8 rows, 2 per device
+        assert len(leaf.sharding.device_set) == 4 and leaf.shape[0] == 8, leaf.sharding
+        # the public stacked state drops the 2 padding rows
+        params, _ = four.stacked()
+        assert params.shape == (6, 3)
+        np.testing.assert_allclose(params[5], one.params(5), rtol=1e-6)
         assert four.loss.shape == (6, 20) and len(four.diverged) == 6
         np.testing.assert_allclose(four.loss, one.loss, rtol=1e-6)
         np.testing.assert_allclose(four.params(5), one.params(5), rtol=1e-6)
