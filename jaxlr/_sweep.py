@@ -146,7 +146,13 @@ def sweep(
     Training runs in chunks of ``chunk_size`` scanned steps (one compiled chunk reused; the
     last chunk is padded with masked steps, so it does not recompile). Between chunks the
     progress bar advances and, every ``eval_every`` steps, members are evaluated on
-    ``eval_data`` (NNX modules in ``.eval()`` mode).
+    ``eval_data`` (NNX modules in ``.eval()`` mode). A run of one chunk without a checkpoint
+    is a single program, init included, that keeps the optimizer state inside (as a
+    hand-written ``jit(vmap(scan))`` loop does; on CPU that is a few percent faster per step).
+    With ``progress=False`` and nothing else to do between chunks (no ``eval_every``,
+    ``checkpoint`` or ``prune``), that is the default: the whole run is one chunk, unless its
+    batch indices would take more than 64 MiB. Like any long ``jax.jit`` call, such a run
+    returns (and a Ctrl-C takes effect) only when it is done: pass ``chunk_size`` to bound that.
 
     Args:
         init: ``key -> params`` (pytree, or linen variables from ``module.init``), ``key ->
@@ -174,7 +180,9 @@ def sweep(
             With many processes, process 0 writes and every process reads: use a disk they
             share.
         progress: show a tqdm progress bar.
-        chunk_size: steps per compiled chunk (default ``min(steps, eval_every or 200)``).
+        chunk_size: steps per compiled chunk (default: ``eval_every`` if given, else the whole
+            run when ``progress=False`` and nothing happens between chunks (see above), else
+            <= 200 steps, dividing the run as evenly as possible).
         divergence_factor: the blow-up threshold above (> 0).
         divergence: a custom :class:`DivergenceRule` replacing the blow-up test (advanced; e.g.
             the LR range test's stop rule).
@@ -208,11 +216,6 @@ def sweep(
         eval_every = int(_checks.hparam("eval_every", eval_every, gt=0, integer=True))
     if prune is not None and not isinstance(prune, SuccessiveHalving):
         raise ValueError(f"prune must be jaxlr.successive_halving(...), got {prune!r}")
-    k = _default_chunk(steps, eval_every, prune) if chunk_size is None else int(chunk_size)
-    _checks.hparam("chunk_size", k, gt=0, integer=True)
-    if eval_every is not None and eval_every % k:
-        raise ValueError(f"eval_every must be a multiple of chunk_size, got eval_every="
-                         f"{eval_every}, chunk_size={k}")
 
     in_memory = _is_array_data(data)
     if in_memory:
@@ -237,6 +240,16 @@ def sweep(
         cols["seed"] = np.zeros(m_real, np.int32)
     seeds_unique, seed_pos = np.unique(cols["seed"], return_inverse=True)
     cols["_seed_pos"] = seed_pos.astype(np.int32)
+    if chunk_size is not None:
+        k = int(_checks.hparam("chunk_size", chunk_size, gt=0, integer=True))
+    elif (in_memory and not progress and checkpoint is None and prune is None and eval_every is None
+          and len(seeds_unique) * steps * batch_size <= _WHOLE_RUN_INDICES):
+        k = steps  # nothing to do between chunks: the whole run is one program (see below)
+    else:
+        k = _default_chunk(steps, eval_every, prune)
+    if eval_every is not None and eval_every % k:
+        raise ValueError(f"eval_every must be a multiple of chunk_size, got eval_every="
+                         f"{eval_every}, chunk_size={k}")
 
     by_member, replicated = place.by_member, place.replicated
     rows = _Rows(np.arange(m_real), len(devices))
@@ -258,18 +271,24 @@ def sweep(
     if prune is not None:
         _check_prune(prune, k, eval_data, eval_every, aux_names)
     rungs = set(prune.rungs(steps)) if prune is not None else set()
-    carry = fns.init(hp)
+    n_chunks = -(-steps // k)
+    # A run of one chunk without a checkpoint is ONE program (init and training), that returns
+    # the members' params, model state and status but not the optimizer state: on CPU, a loop
+    # whose optimizer state comes from and goes back to the caller ran ~3% slower per step than
+    # one that keeps it inside (benchmarks/results/cpu-index-ab.md).
+    whole = n_chunks == 1 and checkpoint is None and prune is None
+    carry = None if whole else fns.init(hp)
     m_rows = len(rows.ids)
     if prune is not None and in_memory:
         sizes = [r for r in _halving_sizes(prune, g, steps, len(devices)) if r != m_rows]
-        _compile_ahead(fns, sizes, (carry, hp, np.int32(0), data, seeds_dev, seed_pos),
+        _compile_ahead(fns, sizes, (carry, hp, np.int32(0), data,
+                                    fns.batch_table(seeds_dev, np.int32(0)), seed_pos),
                        by_member)
     # with pruning, ``store`` keeps every member's final state, row m = member m: a pruned
     # member's is written at its rung, the survivors' at the end
     store = fns.copy_state(carry) if prune is not None else None
     pruned_at = np.full(m_real, -1, np.int32)
 
-    n_chunks = -(-steps // k)
     rec = _Records(m_real)
     first_chunk = 0
     if checkpoint is not None:
@@ -293,6 +312,7 @@ def sweep(
             if not in_memory:
                 for _ in range(min(first_chunk * k, steps)):
                     next(batches)
+    state = None if whole else _state(carry)  # the members' (params, rest, status) so far
     bar = _progress_bar(progress and jax.process_index() == 0, steps, m_real)
     if bar is not None and first_chunk:
         bar.update(min(first_chunk * k, steps))
@@ -315,13 +335,20 @@ def sweep(
     for c in range(first_chunk, n_chunks):
         t0 = c * k
         t_end = min(t0 + k, steps)
-        xs = data if in_memory else place.put(_stack_batches(batches, k, steps - t0), replicated)
+        if in_memory:  # the chunk's batch indices per seed, by a program of their own
+            xs, table = data, fns.batch_table(seeds_dev, np.int32(t0))
+        else:
+            xs, table = place.put(_stack_batches(batches, k, steps - t0), replicated), None
         ahead = fns.ahead.get(len(rows.ids))
         run = chunk_fn if ahead is None or len(rows.ids) == m_rows else ahead.result()
-        carry, curves = run(carry, hp, np.int32(t0), xs, seeds_dev, seed_pos)
+        if whole:
+            state, curves = fns.whole(hp, xs, table, seed_pos)
+        else:
+            carry, curves = run(carry, hp, np.int32(t0), xs, table, seed_pos)
+            state = _state(carry)
         ev = None
         if eval_data is not None and (t_end == steps or (eval_every and t_end % eval_every == 0)):
-            ev = eval_fn(carry, eval_data)
+            ev = eval_fn(state, eval_data)
         # collect the previous chunk while this one runs (dispatch is asynchronous)
         if pending is not None:
             collect(pending)
@@ -334,19 +361,19 @@ def sweep(
             keep = prune.survivors(rows.active, rec.scores(prune, rows.active, t_end, alive),
                                    g.settings()[rows.active])
             if len(keep) < len(rows.active):
-                store = write_store(store, _state(carry), rows.ids)
+                store = write_store(store, state, rows.ids)
                 pruned_at[np.setdiff1d(rows.active, keep)] = t_end
                 survivors = _Rows(keep, len(devices))
                 carry = take_rows(carry, np.searchsorted(rows.active, survivors.ids))
                 rows = survivors
                 hp, seed_pos = rows.put(cols, place)
         if prune is not None and t_end == steps:  # the survivors' final states, before saving
-            store = write_store(store, _state(carry), rows.ids)
+            store = write_store(store, state, rows.ids)
         if checkpoint is not None:
             extra = {} if prune is None else {"active": rows.active, "pruned_at": pruned_at}
-            state = place.fetch((carry, store), numpy=False)
+            snapshot = place.fetch((carry, store), numpy=False)
             if jax.process_index() == 0:  # with many processes, one writes (a shared disk)
-                _checkpoint.save(checkpoint, c, config_hash, state,
+                _checkpoint.save(checkpoint, c, config_hash, snapshot,
                                  {**rec.to_arrays(), **extra})
             place.barrier("jaxlr-checkpoint")  # nobody reads a checkpoint being written
     if pending is not None:
@@ -354,7 +381,7 @@ def sweep(
     if bar is not None:
         bar.close()
 
-    final = _state(carry) if prune is None else store
+    final = state if prune is None else store
     params, rest, status = place.fetch(final, numpy=False)
     status = jax.tree.map(lambda x: np.asarray(x)[:m_real], status)
     arrays = rec.to_arrays()
@@ -477,8 +504,10 @@ class _Functions(NamedTuple):
     model: Model
     aux_names: list[str]
     init: Callable  # hp [rows] -> carry
-    chunk: Callable  # (carry, hp, t0, xs, seeds, seed_pos) -> (carry, (loss, lr) [rows, K])
-    evaluate: Callable  # (carry, eval_data) -> (loss, aux) [rows]
+    chunk: Callable  # (carry, hp, t0, xs, table, seed_pos) -> (carry, (loss, lr) [rows, K])
+    batch_table: Callable | None  # (seeds, t0) -> [S, K, bs] the chunk's batch indices per seed
+    whole: Callable  # (hp, xs, table, seed_pos) -> (_state, (loss, lr)): init + one chunk
+    evaluate: Callable  # (_state, eval_data) -> (loss, aux) [rows]
     copy_state: Callable  # carry -> a copy of _state(carry) (the carry is donated)
     write_rows: Callable  # (store, rows, ids) -> store with store[ids] = rows
     take_rows: Callable  # (tree, idx) -> tree[idx]
@@ -497,9 +526,9 @@ def _compile_ahead(fns: _Functions, sizes: list[int], args: tuple, sharding: Any
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct((r, *x.shape[1:]), x.dtype,
                                                            sharding=sharding), tree)
 
-    carry, hp, t0, xs, seeds, seed_pos = args
+    carry, hp, t0, xs, table, seed_pos = args
     for r in todo:
-        spec = (abstract(carry, r), abstract(hp, r), t0, xs, seeds, abstract(seed_pos, r))
+        spec = (abstract(carry, r), abstract(hp, r), t0, xs, table, abstract(seed_pos, r))
         fns.ahead[r] = pool.submit(lambda spec=spec: fns.chunk.lower(*spec).compile())
     pool.shutdown(wait=False)
 
@@ -518,6 +547,9 @@ def _halving_sizes(prune: SuccessiveHalving, g: Grid, steps: int, n_devices: int
 
 
 _CACHE: OrderedDict = OrderedDict()
+# the default chunk is the whole run when nothing happens between chunks and its batch indices
+# ([seeds, steps, batch_size] int32, made by a program of their own) take at most 64 MiB
+_WHOLE_RUN_INDICES = 1 << 24
 _CACHE_SIZE = 8
 
 
@@ -582,18 +614,30 @@ def _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
     aux_names = program.check(hp0, sample_batch)
     by_member = place.by_member
     in_memory = n is not None
-    vchunk = jax.vmap(program.chunk, in_axes=(0, 0, 0 if in_memory else None, None, None))
+    vchunk = jax.vmap(program.chunk, in_axes=(0, 0, None, None, None, 0))
 
-    def run_chunk(carry, hp, t0, xs, seeds, seed_pos):
-        if in_memory:  # the batch indices are computed in the program, per seed, on device
-            idx = _batch_indices(seeds, t0, k, n, batch_size)[seed_pos]
-            return vchunk(carry, hp, jax.lax.with_sharding_constraint(idx, by_member), t0, xs)
-        return vchunk(carry, hp, xs, t0, None)
+    def run_chunk(carry, hp, t0, xs, table, seed_pos):
+        if in_memory:  # xs: the data; each member reads its seed's row of the table per step
+            return vchunk(carry, hp, table, t0, xs, seed_pos)
+        return vchunk(carry, hp, xs, t0, None, seed_pos)
+
+    vinit = jax.vmap(program.init)
+
+    def run_whole(hp, xs, table, seed_pos):
+        """A run of one chunk: init and training in one program, the optimizer state kept in."""
+        carry, curves = run_chunk(vinit(hp), hp, jnp.int32(0), xs, table, seed_pos)
+        return _state(carry), curves
 
     return _Functions(
         model=model, aux_names=aux_names,
-        init=jax.jit(jax.vmap(program.init), out_shardings=by_member),
+        init=jax.jit(vinit, out_shardings=by_member),
         chunk=jax.jit(run_chunk, out_shardings=by_member, donate_argnums=0),
+        whole=jax.jit(run_whole, out_shardings=by_member),
+        # The batch indices of a chunk [S, K, bs] come from a program of their own: computed
+        # inside the chunk program, the same indices made every training step ~3% slower on
+        # CPU (benchmarks/results/cpu-index-ab.md).
+        batch_table=jax.jit(lambda seeds, t0: _batch_indices(seeds, t0, k, n, batch_size),
+                            out_shardings=place.replicated) if in_memory else None,
         evaluate=jax.jit(jax.vmap(program.evaluate, in_axes=(0, None))),
         copy_state=jax.jit(lambda c: jax.tree.map(jnp.copy, _state(c)),
                            out_shardings=by_member),
@@ -727,15 +771,17 @@ class _Program:
                               rule=self.rule.init())
         return Carry(params, rest, self.transform(hp).init(params), status)
 
-    def chunk(self, carry: Carry, hp: dict, xs: Any, t0: jax.Array, data: Any):
-        """K steps of one member; ``xs`` are its batch indices into ``data`` [K, bs], or the
-        batches themselves when ``data`` is None (an iterable's stacked chunk)."""
+    def chunk(self, carry: Carry, hp: dict, xs: Any, t0: jax.Array, data: Any,
+              seed_pos: jax.Array):
+        """K steps of one member; ``xs`` is the chunk's batch indices into ``data`` per seed
+        [S, K, bs] (the member's row: ``seed_pos``), or the batches themselves when ``data`` is
+        None (an iterable's stacked chunk, [K, ...])."""
         tx = self.transform(hp)
         has_lr = _current_lr(carry.opt_state) is not None
 
         def step(carry: Carry, inp):
             t, x = inp
-            batch = x if data is None else _gather(data, x)
+            batch = x if data is None else _gather(data, xs[seed_pos, t - t0])
             # rest (BatchNorm stats, RNG counters) is differentiated too, and its cotangent
             # dropped: NNX may only mutate variables created at the trace level of the grad.
             (loss, (_, rest)), (grads, _) = jax.value_and_grad(
@@ -765,8 +811,9 @@ class _Program:
                 record.append(jnp.where(active, _current_lr(opt_state), jnp.nan))
             return out._replace(status=status), record
 
-        ts = t0 + jnp.arange(jax.tree.leaves(xs)[0].shape[0])
-        carry, record = jax.lax.scan(step, carry, (ts, xs))
+        k = xs.shape[1] if data is not None else jax.tree.leaves(xs)[0].shape[0]
+        ts = t0 + jnp.arange(k)
+        carry, record = jax.lax.scan(step, carry, (ts, None if data is not None else xs))
         if not has_lr:
             record.append(jnp.full_like(record[0], jnp.nan))
         return carry, tuple(record)
@@ -775,8 +822,10 @@ class _Program:
         loss, aux, new_rest = self.model.loss(*params_rest, batch, True)
         return loss.astype(jnp.float32), (aux, new_rest)
 
-    def evaluate(self, carry: Carry, eval_data: Any):
-        loss, aux, _ = self.model.loss(carry.params, carry.rest, eval_data, False)
+    def evaluate(self, state: tuple, eval_data: Any):
+        """The loss and aux metrics of ``state`` (``(params, rest, status)``) on ``eval_data``."""
+        params, rest, _ = state
+        loss, aux, _ = self.model.loss(params, rest, eval_data, False)
         return loss, aux
 
 

@@ -298,6 +298,44 @@ def test_chunking_is_invisible_and_progress_reports_best_loss(capsys):
     assert "jaxlr sweep (4 members)" in err and "best_loss" in err
 
 
+def _compiled(kind):
+    """How many shapes the cached ``kind`` program ("whole" or "chunk") has compiled for."""
+    return sum(getattr(fns, kind)._cache_size() for fns, _ in _sweep._CACHE.values())
+
+
+def test_a_run_of_one_chunk_is_one_program_equal_to_the_chunked_run():
+    """progress=False and nothing between chunks: init + training is ONE program that keeps the
+    optimizer state inside; bit-identical to the same run in chunks (a diverging member too)."""
+    g = jaxlr.grid(lr=[0.01, 0.1, 30.0], seed=2)
+    opt = lambda hp: jaxlr.adam(jaxlr.warmup_cosine_decay(0.0, hp["lr"], 5, 23))  # noqa: E731
+    _sweep._CACHE.clear()
+    one = run(g, steps=23, optimizer=opt, eval_data=DATA)
+    assert (_compiled("whole"), _compiled("chunk")) == (1, 0)
+    chunked = run(g, steps=23, optimizer=opt, eval_data=DATA, chunk_size=5, progress=True)
+    assert _compiled("chunk") == 1
+    assert one.diverged.tolist() == [False] * 4 + [True] * 2  # members: lr-major
+    for name in ("loss", "lr", "eval", "diverged_at", "eval_steps"):
+        np.testing.assert_array_equal(getattr(one, name), getattr(chunked, name), err_msg=name)
+    chex.assert_trees_all_equal(one.stacked(), chunked.stacked())
+    # explicitly one chunk (chunk_size >= steps) with progress: one program too
+    again = run(g, steps=23, optimizer=opt, chunk_size=23, progress=True)
+    np.testing.assert_array_equal(again.loss, one.loss)
+    assert _compiled("chunk") == 1
+
+
+def test_the_whole_run_default_gives_way_to_chunks_when_its_indices_are_large(monkeypatch):
+    g = jaxlr.grid(lr=[0.01, 0.1], seed=3)
+    _sweep._CACHE.clear()
+    one = run(g, steps=250)
+    assert (_compiled("whole"), _compiled("chunk")) == (1, 0)
+    # 3 seeds x 250 steps x 16 examples = 12,000 indices > 10,000: default chunks (2 x 125)
+    monkeypatch.setattr(_sweep, "_WHOLE_RUN_INDICES", 10_000)
+    chunked = run(g, steps=250)
+    assert _compiled("chunk") == 1
+    np.testing.assert_array_equal(one.loss, chunked.loss)
+    chex.assert_trees_all_equal(one.stacked(), chunked.stacked())
+
+
 def test_iterable_of_batches():
     batches = [(X[i:i + 16], Y[i:i + 16]) for i in range(0, 96, 16)] * 3  # 18 batches
     g = jaxlr.grid(lr=[0.01, 0.1])
