@@ -614,14 +614,14 @@ def _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
     aux_names = program.check(hp0, sample_batch)
     by_member = place.by_member
     in_memory = n is not None
-    vchunk = jax.vmap(program.chunk, in_axes=(0, 0, None, None, None, 0))
+    vchunk = _member_map(program.chunk, in_axes=(0, 0, None, None, None, 0))
 
     def run_chunk(carry, hp, t0, xs, table, seed_pos):
         if in_memory:  # xs: the data; each member reads its seed's row of the table per step
             return vchunk(carry, hp, table, t0, xs, seed_pos)
         return vchunk(carry, hp, xs, t0, None, seed_pos)
 
-    vinit = jax.vmap(program.init)
+    vinit = _member_map(program.init, in_axes=(0,))
 
     def run_whole(hp, xs, table, seed_pos):
         """A run of one chunk: init and training in one program, the optimizer state kept in."""
@@ -638,13 +638,33 @@ def _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
         # CPU (benchmarks/results/cpu-index-ab.md).
         batch_table=jax.jit(lambda seeds, t0: _batch_indices(seeds, t0, k, n, batch_size),
                             out_shardings=place.replicated) if in_memory else None,
-        evaluate=jax.jit(jax.vmap(program.evaluate, in_axes=(0, None))),
+        evaluate=jax.jit(_member_map(program.evaluate, in_axes=(0, None))),
         copy_state=jax.jit(lambda c: jax.tree.map(jnp.copy, _state(c)),
                            out_shardings=by_member),
         write_rows=jax.jit(_write_rows, out_shardings=by_member, donate_argnums=0),
         take_rows=jax.jit(_take_rows, out_shardings=by_member),
         ahead={},
     )
+
+
+def _member_map(f: Callable, in_axes: tuple) -> Callable:
+    """``jax.vmap(f, in_axes)`` over the member axis, except that a batch of ONE member runs
+    ``f`` itself and adds the axis to its outputs: XLA:CPU compiles the batch-of-one program
+    (batched dots of batch 1) ~13% slower per step than the plain one
+    (``benchmarks/results/cpu-index-ab.md``). The size is static, so this is a trace-time
+    choice."""
+    batched = jax.vmap(f, in_axes=in_axes)
+
+    def mapped(*args):
+        sizes = {x.shape[0] for a, ax in zip(args, in_axes, strict=True) if ax == 0
+                 for x in jax.tree.leaves(a)}
+        if sizes != {1}:
+            return batched(*args)
+        one = [jax.tree.map(lambda x: x[0], a) if ax == 0 else a
+               for a, ax in zip(args, in_axes, strict=True)]
+        return jax.tree.map(lambda x: x[None], f(*one))
+
+    return mapped
 
 
 def _write_rows(store: Any, rows: Any, ids: jax.Array) -> Any:

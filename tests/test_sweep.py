@@ -336,6 +336,25 @@ def test_the_whole_run_default_gives_way_to_chunks_when_its_indices_are_large(mo
     chex.assert_trees_all_equal(one.stacked(), chunked.stacked())
 
 
+def test_one_member_runs_the_unbatched_function():
+    """_member_map: vmap over the member axis, but a batch of one calls f itself (its program
+    has no batch-of-one dots, which XLA:CPU runs slower) and adds the axis back; the values are
+    vmap's."""
+    def f(w, y):
+        return {"p": w @ w.T * y, "q": jnp.sum(w)}
+
+    y = jnp.float32(2.0)
+    for m in (1, 4):
+        w = jnp.arange(m * 6.0).reshape(m, 2, 3)
+        mapped = _sweep._member_map(f, in_axes=(0, None))
+        out = jax.jit(mapped)(w, y)
+        chex.assert_trees_all_close(out, jax.vmap(f, in_axes=(0, None))(w, y))
+        assert out["p"].shape == (m, 2, 2) and out["q"].shape == (m,)
+        (dot,) = [e for e in jax.make_jaxpr(mapped)(w, y).eqns if e.primitive.name == "dot_general"]
+        (_, (batch_dims, _)) = dot.params["dimension_numbers"]
+        assert tuple(batch_dims) == (() if m == 1 else (0,))
+
+
 def test_iterable_of_batches():
     batches = [(X[i:i + 16], Y[i:i + 16]) for i in range(0, 96, 16)] * 3  # 18 batches
     g = jaxlr.grid(lr=[0.01, 0.1])
