@@ -240,13 +240,11 @@ def sweep(
         cols["seed"] = np.zeros(m_real, np.int32)
     seeds_unique, seed_pos = np.unique(cols["seed"], return_inverse=True)
     cols["_seed_pos"] = seed_pos.astype(np.int32)
-    if chunk_size is not None:
-        k = int(_checks.hparam("chunk_size", chunk_size, gt=0, integer=True))
-    elif (in_memory and not progress and checkpoint is None and prune is None and eval_every is None
-          and len(seeds_unique) * steps * batch_size <= _WHOLE_RUN_INDICES):
-        k = steps  # nothing to do between chunks: the whole run is one program (see below)
-    else:
-        k = _default_chunk(steps, eval_every, prune)
+    # with nothing to do between chunks, the default is the whole run: one program (below)
+    quiet = in_memory and not progress and checkpoint is None and prune is None and (
+        len(seeds_unique) * steps * batch_size <= _WHOLE_RUN_INDICES)
+    k = (_default_chunk(steps, eval_every, prune, quiet) if chunk_size is None else
+         int(_checks.hparam("chunk_size", chunk_size, gt=0, integer=True)))
     if eval_every is not None and eval_every % k:
         raise ValueError(f"eval_every must be a multiple of chunk_size, got eval_every="
                          f"{eval_every}, chunk_size={k}")
@@ -400,9 +398,18 @@ def sweep(
     )
 
 
-def _default_chunk(steps: int, eval_every: int | None, prune: Any) -> int:
-    """Chunks of <= 200 steps that divide the run evenly (the padded tail stays tiny), or
-    ``eval_every``; with pruning, the largest divisor <= 200 of every rung (and eval_every)."""
+# the default chunk is the whole run when nothing happens between chunks and its batch indices
+# ([seeds, steps, batch_size] int32, made by a program of their own) take at most 64 MiB
+_WHOLE_RUN_INDICES = 1 << 24
+
+
+def _default_chunk(steps: int, eval_every: int | None, prune: Any, quiet: bool = False) -> int:
+    """The whole run when ``quiet`` (nothing happens between chunks) and there is no
+    ``eval_every``; else ``eval_every``, or chunks of <= 200 steps that divide the run evenly
+    (the padded tail stays tiny); with pruning, the largest divisor <= 200 of every rung (and
+    eval_every)."""
+    if quiet and eval_every is None:
+        return steps
     if prune is not None and prune.rungs(steps):
         base = math.gcd(prune.min_steps, eval_every or 0)
         return max(d for d in range(1, min(base, 200) + 1) if base % d == 0)
@@ -547,9 +554,6 @@ def _halving_sizes(prune: SuccessiveHalving, g: Grid, steps: int, n_devices: int
 
 
 _CACHE: OrderedDict = OrderedDict()
-# the default chunk is the whole run when nothing happens between chunks and its batch indices
-# ([seeds, steps, batch_size] int32, made by a program of their own) take at most 64 MiB
-_WHOLE_RUN_INDICES = 1 << 24
 _CACHE_SIZE = 8
 
 
