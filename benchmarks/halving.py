@@ -135,7 +135,7 @@ def sweep_batch_indices(s: Setup, n: int) -> np.ndarray:
     """[steps, batch] the batches of jaxlr.sweep's seed-0 members (its private helper, so the
     Optuna trials train the sweep's members); else the sweep benchmark's own order."""
     try:
-        from jaxlr._data import _batch_indices
+        from jaxlr._sweep.data import batch_indices as _batch_indices
 
         return np.asarray(_batch_indices(jnp.zeros(1, jnp.int32), jnp.int32(0), s.steps, n,
                                          s.batch_size))[0]

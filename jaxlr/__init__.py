@@ -6,17 +6,17 @@ from importlib.metadata import version as _version
 
 from jaxlr._diagnose import Diagnosis, diagnose
 from jaxlr._finder import FinderResult, find_lr
-from jaxlr._grid import Grid, grid
-from jaxlr._learning_rate import LearningRateState, current_lr, scale_by_learning_rate
-from jaxlr._optimizers import adagrad, adam, adamw, rmsprop, sgd
-from jaxlr._plateau import Controller, PlateauState, reduce_on_plateau
-from jaxlr._prune import SuccessiveHalving, successive_halving
-from jaxlr._records import load
-from jaxlr._result import Best, SweepResult
-from jaxlr._schedules import (
+from jaxlr._optim import (
+    Controller,
+    LearningRateState,
+    PlateauState,
+    adagrad,
+    adam,
+    adamw,
     constant,
     cosine_decay,
     cosine_restarts,
+    current_lr,
     cyclic,
     exponential_decay,
     inverse_time_decay,
@@ -25,12 +25,17 @@ from jaxlr._schedules import (
     multistep_decay,
     one_cycle,
     polynomial_decay,
+    reduce_on_plateau,
+    rmsprop,
+    scale_by_learning_rate,
+    sgd,
     step_decay,
     warmup,
     warmup_cosine_decay,
     warmup_stable_decay,
 )
-from jaxlr._sweep import sweep
+from jaxlr._records import load
+from jaxlr._sweep import Best, Grid, SuccessiveHalving, SweepResult, grid, successive_halving, sweep
 
 __all__ = [
     # schedules

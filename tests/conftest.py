@@ -33,3 +33,19 @@ def strict_promotion():
         yield
     finally:
         jax.config.update("jax_numpy_dtype_promotion", previous)
+
+
+@pytest.fixture
+def built(monkeypatch):
+    """The compiled functions each sweep call of the test built (a spy on ``_build``)."""
+    out = []
+    from jaxlr._sweep import engine
+
+    original = engine._build
+
+    def spy(*args, **kwargs):
+        out.append(original(*args, **kwargs))
+        return out[-1]
+
+    monkeypatch.setattr(engine, "_build", spy)
+    return out

@@ -1,7 +1,10 @@
 """A fixed set of sweeps whose results pin the engine bit for bit (issue: one house for the
 engine). ``tests/test_engine_digest.py`` compares them with ``tests/data/engine_digest.npz``,
-recorded before the engine moved into its folders; run ``python tests/engine_digest.py
---record`` only when a change is MEANT to change results (and say so in the commit).
+recorded before the engine moved into its folders (one file per kind of CPU: XLA:CPU compiles
+for the host's vector units, so float results are bit-identical only on the same kind); run
+``python tests/engine_digest.py --record`` only when a change is MEANT to change results (and
+say so in the commit), or with the code of the commit that recorded the first reference to add
+a reference for another kind of CPU.
 
 Only the public API is used, so the script survives any internal move. Each case returns a
 dict of numpy arrays: the curves (loss, lr, eval, aux), divergence and pruning, and every leaf
@@ -29,7 +32,22 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).parent
-REFERENCE = HERE / "data" / "engine_digest.npz"
+REFERENCE = HERE / "data" / "engine_digest.npz"  # the first machine's; others beside it
+
+
+def references() -> list[Path]:
+    """Every recorded reference: one per kind of CPU (``engine_digest*.npz``)."""
+    return sorted(REFERENCE.parent.glob("engine_digest*.npz"))
+
+
+def reference_path() -> Path:
+    """Where this machine's reference is (or would be) recorded."""
+    for path in references():
+        with np.load(path) as z:
+            if json.loads(str(z["__meta__"]))["machine"] == machine():
+                return path
+    tag = hashlib.sha256(machine().encode()).hexdigest()[:12]
+    return REFERENCE if not REFERENCE.exists() else HERE / "data" / f"engine_digest-{tag}.npz"
 
 
 def _setup():
@@ -216,7 +234,7 @@ def record() -> None:
     meta = {"machine": machine(), "jax": jax.__version__,
             "digests": {c: digest(a) for c, a in everything.items()}}
     REFERENCE.parent.mkdir(exist_ok=True)
-    np.savez(REFERENCE, **flat, __meta__=np.asarray(json.dumps(meta)))
+    np.savez(reference_path(), **flat, __meta__=np.asarray(json.dumps(meta)))
     print(json.dumps(meta, indent=2))
 
 

@@ -5,6 +5,7 @@ import contextlib
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -16,7 +17,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from jaxlr import _cli, _records
+from jaxlr import _records
+from jaxlr._cli import commands as _cli
 from jaxlr._cli import main
 
 TINY = ["--steps", "20", "--lr", "1e-3:1:4", "--seeds", "2", "--no-progress"]
@@ -111,7 +113,7 @@ def test_importing_the_cli_does_not_start_jax():
 def two_runs(tmp_path_factory):
     """The same tiny sweep twice: once printing the table, once with --json."""
     root = tmp_path_factory.mktemp("cli")
-    a, b = root / "a", root / "b"
+    a, b = root / "run a", root / "run b"  # paths with a space: hints quote them
     first = run(["sweep", *TINY, "--out", a])
     second = run(["sweep", *TINY, "--out", b, "--json"])
     return a, first, b, second
@@ -147,6 +149,12 @@ def test_sweep_writes_every_record(two_runs):
     assert sum("±" in line for line in lines[2:6]) >= 3
     assert any(line.startswith("recommended: lr=") for line in lines)
     assert f"run directory: {a}" in out
+
+
+def test_the_report_hint_is_shell_quoted(two_runs):
+    a, (rc, _, err), _, _ = two_runs
+    line = next(line for line in err.splitlines() if "re-print with: " in line)
+    assert shlex.split(line.split("re-print with: ", 1)[1]) == ["jaxlr", "report", str(a)]
 
 
 def test_report_reprints_the_same_table_without_training(two_runs):
@@ -252,7 +260,7 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     log = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "jaxlr._cli", *args, "--out", str(killed)],
                             stdout=subprocess.DEVNULL, stderr=log, cwd=tmp_path)
-    target = int(np.random.default_rng().integers(0, 8))  # kill after a random chunk
+    target = int(np.random.default_rng(8).integers(0, 8))  # kill after a chunk (seeded)
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         done = [int(p.name.split("-")[1]) for p in (killed / "checkpoints").glob("ckpt-*")]
@@ -286,7 +294,8 @@ def _bad_inputs(tmp):
     (tmp / "a_file").write_text("")
     unfinished = tmp / "unfinished"
     unfinished.mkdir()
-    (unfinished / "config.json").write_text(json.dumps({"command": "find"}))
+    (unfinished / "config.json").write_text(json.dumps({"command": "find", "jaxlr_version": "0",
+                                                        "settings": {}}))
     return {
         "lr not a number": ["sweep", "--lr", "abc"],
         "lr range backwards": ["sweep", "--lr", "1:0.1:4"],
@@ -347,12 +356,10 @@ def test_jaxlr_sweep_without_arguments(tmp_path):
     exe = shutil.which("jaxlr")
     cmd = [exe, "sweep"] if exe else [sys.executable, "-m", "jaxlr._cli", "sweep"]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    start = time.perf_counter()
+    # its wall time (goal: < 120 s on 2 cores) is measured by benchmarks/cli_default.py, not here
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
                           encoding="utf-8", timeout=300)
-    elapsed = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert elapsed < 120, f"the default sweep took {elapsed:.0f} s"
     runs = list((tmp_path / "runs").glob("*-sweep"))
     assert len(runs) == 1
     assert {p.name for p in runs[0].iterdir()} >= {"config.json", "environment.json",

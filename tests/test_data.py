@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxlr._data import _batch_indices, permutation
+from jaxlr._sweep.data import batch_indices as _batch_indices
+from jaxlr._sweep.data import permutation
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 16, 17, 100, 1797, 4096, 4097])

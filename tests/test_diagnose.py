@@ -27,9 +27,13 @@ import numpy as np
 import pytest
 
 import jaxlr
-from jaxlr._diagnose import LABELS, Diagnosis, diagnose, diagnose_sweep
+from jaxlr._diagnose.diagnose import LABELS, Diagnosis, diagnose, diagnose_sweep
 
 GD_STEPS, SGD_STEPS = 300, 500
+GREY_LEFT = 0.01  # the stated rule: a run with >= 1% of its excess loss left is too slow,
+GREY_HIGH = 1.5  # ... one whose stationary loss is >= 1.5x the optimum oscillates (LR too high)
+# the figures in diagnose's docstring: tuned on TUNING_SEED, measured on HELD_OUT_SEEDS
+TUNING_SEED, HELD_OUT_SEEDS = 0, (101, 102)
 
 
 # --- generators ------------------------------------------------------------------------------
@@ -51,9 +55,10 @@ def lr_curves(lr, steps, cut_at=None, factor=None):
     return lr
 
 
-def quadratic(lr, rng, *, steps=GD_STEPS, kappa=20.0, L=1.0, d=20, beta=0.0):
+def quadratic(lr, rng, *, steps=GD_STEPS, kappa=20.0, L=1.0, d=20, beta=0.0, truth=False):
     """Losses [M, steps] of GD (beta=0, closed form) or heavy ball on one quadratic; ``lr`` is
-    [M] LRs or [M, steps] LR curves. All members start from the same x0."""
+    [M] LRs or [M, steps] LR curves. All members start from the same x0. With ``truth``, also
+    the stated rule's verdict per member (see :func:`grey_truth`) from the exact float64 run."""
     lr = np.asarray(lr, np.float64)
     eta = lr if lr.ndim == 2 else lr_curves(lr, steps)
     lam = L * np.concatenate([[1.0], np.geomspace(1.0 / kappa, 1.0, d - 1)])
@@ -71,13 +76,25 @@ def quadratic(lr, rng, *, steps=GD_STEPS, kappa=20.0, L=1.0, d=20, beta=0.0):
                 loss[:, t] = 0.5 * (lam * x * x).sum(axis=1)
                 v = beta * v - eta[:, t:t + 1] * lam * x
                 x = x + v
-    return quarantine(loss), eta.astype(np.float32)
+    if not truth:
+        return quarantine(loss), eta.astype(np.float32)
+    # the iteration map of each direction is linear with companion matrix [[1 + beta - e lam,
+    # -beta], [1, 0]] (GD: beta = 0, the map 1 - e lam): unstable when a root has modulus > 1
+    e_lam = eta[:, -1, None] * lam  # the LR at the end (constant LRs for the grey members)
+    roots = [np.abs(np.roots([1.0, -(1 + beta - v), beta])).max() for v in e_lam.ravel()]
+    unstable = (np.reshape(roots, e_lam.shape) > 1 + 1e-12).any(axis=1)
+    stationary = np.where(unstable, np.inf, 1.0)  # noise-free: a stable run settles at f* = 0
+    with np.errstate(invalid="ignore"):
+        left = loss[:, -1] / loss[:, 0]  # f* = 0: the excess loss left at the last step
+    record = quarantine(loss)
+    return record, eta.astype(np.float32), grey_truth(record, stationary, left)
 
 
 def least_squares(lr_over_L, rng, *, steps=SGD_STEPS, batch=8, n=512, d=10, sigma=0.31,
-                  spread=30.0, w_scale=1.5):
+                  spread=30.0, w_scale=1.5, truth=False):
     """Losses and LRs [M, steps] of minibatch SGD on one noisy least-squares problem (same
-    batches for all members); ``lr_over_L`` is [M] or [M, steps], in units of 1/L."""
+    batches for all members); ``lr_over_L`` is [M] or [M, steps], in units of 1/L. With
+    ``truth``, also the stated rule's verdict per member (see :func:`grey_truth`)."""
     X = rng.standard_normal((n, d)) * np.sqrt(np.geomspace(1.0, 1.0 / spread, d))
     w_star = w_scale * rng.standard_normal(d)
     y = X @ w_star + sigma * rng.standard_normal(n)
@@ -92,7 +109,63 @@ def least_squares(lr_over_L, rng, *, steps=SGD_STEPS, batch=8, n=512, d=10, sigm
             r = w @ X[idx[t]].T - y[idx[t]]  # [M, batch] residuals
             loss[:, t] = 0.5 * (r * r).mean(axis=1)
             w = w - eta[:, t:t + 1] * (r @ X[idx[t]]) / batch
-    return quarantine(loss), eta.astype(np.float32)
+    if not truth:
+        return quarantine(loss), eta.astype(np.float32)
+    record = quarantine(loss)
+    return record, eta.astype(np.float32), grey_truth(record, *sgd_stationary_and_progress(
+        X, y, eta, batch))
+
+
+def sgd_stationary_and_progress(X, y, eta, batch):
+    """[M] stationary expected loss over the noise floor, and [M] share of the excess loss left
+    at the last step, of SGD with batches of ``batch`` rows drawn uniformly with replacement,
+    from the exact moment maps. With w_ls the least-squares solution, r_i = y_i - x_i^T w_ls,
+    the floor f* = mean r_i^2 / 2, e = w - w_ls, A_b = X_b^T X_b / B (E[A_b] = H = X^T X / n) and
+    g_b = -(1/B) sum_b x_j r_j (E[g_b] = 0), one step is e' = (I - eta A_b) e - eta g_b, and the
+    expected batch loss is f* + 1/2 E[e^T H e] (the batch does not depend on w):
+
+    - mean: E[e'] = (I - eta H) E[e]; the excess left is that of the mean iterate after the
+      T - 1 updates before the last recorded loss, over its value at w_0 = 0;
+    - second moment: M' = Op(M) + eta^2 S / B with Op(M) = M - eta (H M + M H) + eta^2 ((1 - 1/B)
+      H M H + (1/B) mean_i x_i x_i^T M x_i x_i^T) and S = mean_i r_i^2 x_i x_i^T (E[e] -> 0);
+      mean-square unstable when the spectral radius of Op exceeds 1 (stationary loss: inf),
+      else the fixed point M* = (I - Op)^-1 eta^2 S / B gives the stationary loss
+      f* + tr(H M*) / 2 (vec(A M B) = (B^T kron A) vec(M); the last step's LR)."""
+    n, d = X.shape
+    H = X.T @ X / n
+    eye = np.eye(d)
+    w_ls = np.linalg.lstsq(X, y, rcond=None)[0]
+    r = y - X @ w_ls
+    floor = 0.5 * np.mean(r * r)
+    S = (X * (r * r)[:, None]).T @ X / n
+    K = np.einsum("ni,nj,nk,nl->ikjl", X, X, X, X).reshape(d * d, d * d) / n
+    ratio = []
+    for e in eta[:, -1]:
+        op = (np.eye(d * d) - e * (np.kron(eye, H) + np.kron(H, eye))
+              + e**2 * ((1 - 1 / batch) * np.kron(H, H) + K / batch))
+        if np.abs(np.linalg.eigvals(op)).max() >= 1.0:
+            ratio.append(np.inf)
+            continue
+        m_star = np.linalg.solve(np.eye(d * d) - op, e**2 * (S / batch).ravel()).reshape(d, d)
+        ratio.append((floor + 0.5 * np.trace(H @ m_star)) / floor)
+    err = np.broadcast_to(-w_ls, (len(eta), d)).copy()  # w_0 = 0
+    excess0 = 0.5 * np.einsum("mi,ij,mj->m", err, H, err)
+    for t in range(eta.shape[1] - 1):
+        err = err - eta[:, t:t + 1] * err @ H
+    left = 0.5 * np.einsum("mi,ij,mj->m", err, H, err) / excess0
+    return np.asarray(ratio), left
+
+
+def grey_truth(record, stationary, left):
+    """The stated truth rule for the members between the generators' clear LR ranges (see the
+    module docstring): ``diverged`` if the sweep's quarantine caught the run; else
+    ``oscillating`` if its stationary expected loss is >= GREY_HIGH x the optimum (inf: the
+    iteration is (mean-square) unstable); else ``too_slow`` if >= GREY_LEFT of its excess loss
+    is left at the last step (noise-free: GD / heavy ball exactly, SGD's mean iterate); else
+    ``healthy``."""
+    caught = np.isnan(record).any(axis=1)
+    return np.select([caught, stationary >= GREY_HIGH, left >= GREY_LEFT],
+                     ["diverged", "oscillating", "too_slow"], "healthy").tolist()
 
 
 def log_uniform(rng, lo, hi, n):
@@ -116,7 +189,8 @@ def gd_sweep(rng):
     lr = np.concatenate([lr_curves(rel, GD_STEPS), scheduled]) / L
     labels = (["too_slow"] * 2 + ["healthy"] * 3 + ["diverged"] * 2 + [None] * 2
               + ["schedule_too_aggressive", "healthy", "healthy"])
-    return (*quadratic(lr, rng, kappa=kappa, L=L), labels)
+    loss, lr, rule = quadratic(lr, rng, kappa=kappa, L=L, truth=True)
+    return loss, lr, [r if lab is None else lab for lab, r in zip(labels, rule)], rule
 
 
 def momentum_sweep(rng):
@@ -126,7 +200,8 @@ def momentum_sweep(rng):
     rel = np.concatenate([log_uniform(rng, 1e-4, 5e-4, 2), rng.uniform(0.2, 1.5, 3),
                           rng.uniform(4.2, 6.0, 1), rng.uniform(2.0, 3.5, 1)])
     labels = ["too_slow"] * 2 + ["healthy"] * 3 + ["diverged", None]
-    return (*quadratic(rel / L, rng, kappa=kappa, L=L, beta=0.9), labels)
+    loss, lr, rule = quadratic(rel / L, rng, kappa=kappa, L=L, beta=0.9, truth=True)
+    return loss, lr, [r if lab is None else lab for lab, r in zip(labels, rule)], rule
 
 
 def sgd_sweep(rng):
@@ -140,28 +215,29 @@ def sgd_sweep(rng):
                           [log_uniform(rng, 0.02, 0.08, 1)[0], rng.uniform(0.8, 1.3)]])
     cut = [int(rng.uniform(10, 30)), int(rng.uniform(0.6, 0.8) * SGD_STEPS), SGD_STEPS]
     scheduled = lr_curves([0.1, 0.5, 0.1], SGD_STEPS, cut, [0.01, 0.1, 1.0])
-    loss, lr = least_squares(np.concatenate([lr_curves(rel, SGD_STEPS), scheduled]), rng)
+    loss, lr, rule = least_squares(np.concatenate([lr_curves(rel, SGD_STEPS), scheduled]), rng,
+                                   truth=True)
     labels = (["too_slow"] * 2 + ["healthy"] * 3 + ["oscillating"] * 3 + ["diverged"]
               + [None] * 2 + ["schedule_too_aggressive", "healthy", "healthy"])
     labels = ["diverged" if lab and np.isnan(row).any() else lab
               for row, lab in zip(loss, labels)]
-    return loss, lr, labels
+    return loss, lr, [r if lab is None else lab for lab, r in zip(labels, rule)], rule
 
 
-def generated_set(seed=0, sweeps=(10, 8, 10)):
-    """The sweeps of the precision/recall figures: 10 GD (100 scored curves of 120), 8 heavy-ball
-    (48 of 56) and 10 SGD (120 of 140) sweeps: 268 scored curves in 316."""
+def generated_set(seed, sweeps=(10, 8, 10)):
+    """The sweeps of one generator seed: 10 GD (120 curves), 8 heavy-ball (56) and 10 SGD (140):
+    316 curves, each ``(loss, lr, truth, rule)`` (``rule``: the stated rule's verdict for every
+    member, the truth of the grey-zone ones)."""
     rng = np.random.default_rng(seed)
     return [make(rng) for make, k in zip((gd_sweep, momentum_sweep, sgd_sweep), sweeps)
             for _ in range(k)]
 
 
 def confusion(pairs):
-    """5x5 counts [truth, predicted] in LABELS order (unscored members skipped)."""
+    """5x5 counts [truth, predicted] in LABELS order (every member is scored)."""
     c = np.zeros((len(LABELS), len(LABELS)), int)
     for truth, pred in pairs:
-        if truth is not None:
-            c[LABELS.index(truth), LABELS.index(pred)] += 1
+        c[LABELS.index(truth), LABELS.index(pred)] += 1
     return c
 
 
@@ -182,10 +258,15 @@ def show(title, c):
 
 
 @pytest.fixture(scope="module")
-def measured():
-    data = generated_set()
+def held_out():
+    """The generated sweeps of the held-out seeds (never looked at while tuning)."""
+    return [s for seed in HELD_OUT_SEEDS for s in generated_set(seed)]
+
+
+@pytest.fixture(scope="module")
+def measured(held_out):
     sweep_pairs, alone_pairs = [], []
-    for loss, lr, labels in data:
+    for loss, lr, labels, _ in held_out:
         sweep_pairs += [(t, d.label) for t, d in zip(labels, diagnose(loss, lr))]
         alone_pairs += [(t, diagnose(row, curve).label) for t, row, curve in
                         zip(labels, loss, lr)]
@@ -204,7 +285,8 @@ def test_gd_on_quadratics_too_slow_healthy_diverged():
         assert np.all(np.diff(loss[:2].astype(np.float64), axis=1) <= 1e-12 * loss[:2, :1])
     sweep = diagnose(loss, lr[:, 0])
     assert "raise the LR" in sweep[0].advice and _num(sweep[0].advice, "grid point") > 0
-    assert sweep[2].evidence["diverged_at"] >= 0 and "lower the LR" in sweep[2].advice
+    assert sweep[2].evidence["diverged_at"] == _first_blown(loss[2]) > 0
+    assert "lower the LR" in sweep[2].advice
 
 
 def test_sgd_noise_sanity_against_the_issue_reference():
@@ -280,20 +362,41 @@ def test_step_cut_100x_far_too_early_vs_the_same_lr_without_it():
 
 
 def test_generated_set_precision_and_recall(measured):
+    """The figures in diagnose's docstring are measured on the held-out seeds HELD_OUT_SEEDS
+    (101, 102): the thresholds were tuned on the sweeps of TUNING_SEED (0) and the fixed cases of
+    this file, so those curves are not used here. Every member is scored: the grey-zone ones
+    against the stated rule (module docstring), none dropped."""
     in_sweep, alone = measured
     total = int(in_sweep.sum())
     show(f"\n{total} generated curves, diagnosed as sweeps (with the LR context):", in_sweep)
     show("each curve alone (no context):", alone)
-    assert total >= 200 and np.all(in_sweep.sum(axis=1) >= 15)
+    assert total == 2 * 316 and np.all(in_sweep.sum(axis=1) >= 15)
     p, r = precision_recall(in_sweep)
     assert np.all(p >= 0.9) and np.all(r >= 0.9), (p, r)
-    # the figures in diagnose's docstring are these (within 0.02)
+    # the figures in diagnose's docstring are these, to the 2 decimals printed
     documented = _documented_figures()
     pa, ra = precision_recall(alone)
     for k, lab in enumerate(LABELS):
         measured_row = (p[k], r[k], pa[k], ra[k])
-        assert np.allclose(documented[lab], measured_row, atol=0.02), (lab, measured_row)
+        assert np.allclose(documented[lab], measured_row, rtol=0, atol=0.005 + 1e-9), \
+            (lab, measured_row)
     assert documented["curves"] == total
+    assert documented["seeds"] == HELD_OUT_SEEDS and documented["tuned"] == TUNING_SEED
+    assert TUNING_SEED not in HELD_OUT_SEEDS
+
+
+def test_stated_rule_gives_the_clear_ranges_their_labels(held_out):
+    """The grey-zone rule is no new truth: applied to every constant-LR member of the held-out
+    sweeps (the uncut scheduled members included), it gives each the label of the generator's
+    range (too slow, healthy, oscillating, diverged); only the cut members have labels it does
+    not define."""
+    checked = 0
+    for _, lr, labels, rule in held_out:
+        constant = np.all(lr == lr[:, :1], axis=1)
+        assert [lab for lab, c in zip(labels, constant) if c] == \
+            [r for r, c in zip(rule, constant) if c]
+        checked += int(constant.sum())
+    assert checked == 2 * (10 * 10 + 8 * 7 + 10 * 12)
 
 
 # --- context, NaN, sweeps ---------------------------------------------------------------------
@@ -349,8 +452,9 @@ def test_batch_equals_rows_without_context_and_str_is_one_line():
     assert isinstance(d, Diagnosis) and d._fields == ("label", "reason", "advice", "evidence")
     assert str(d).startswith(f"{d.label}: ") and "\n" not in str(d) and " -> " in str(d)
     assert all(isinstance(v, (int, float)) for v in d.evidence.values())
-    assert re.search(r"rose \d+ times in the last \d+ steps, amplitude", batch[2].reason) or \
-        batch[2].label != "oscillating"
+    # 1.6/L is in the generator's oscillating range (mean-square unstable) and was not caught
+    assert not np.isnan(loss[2]).any() and batch[2].label == "oscillating"
+    assert re.search(r"rose \d+ times in the last \d+ steps, amplitude", batch[2].reason)
 
 
 def fake_result(loss, lr_curve, **columns):
@@ -377,9 +481,12 @@ def test_diagnose_sweep_uses_hparams_groups_and_lr_curves():
     out = diagnose_sweep(res)
     assert [d.label for d in out[:3]] == ["too_slow", "healthy", "diverged"]
     # group wd=1 only sees its own members: its 0.1 (=1.0 here) member is compared with 0.25
-    assert out[3].label == "too_slow" and out[3].evidence.get("context_member", 4) in (4, 5)
+    # the lowest level (mean of the last 25%) among the group's other members names the context
+    level = loss[:, -GD_STEPS // 4:].astype(np.float64).mean(axis=1)
+    assert 4 + int(np.argmin(level[4:])) == 5  # LR 0.25 converges fastest in group wd=1
+    assert out[3].label == "too_slow" and out[3].evidence["context_member"] == 5
     assert all(d.evidence.get("context_member", 0) < 3 for d in out[:3])
-    assert out[2].evidence["diverged_at"] >= 0
+    assert out[2].evidence["diverged_at"] == _first_blown(loss_a[2]) > 0
     # no "lr" column: the LR is the peak of the recorded curve, cuts come from the curve
     curves = lr_curves([1.0, 1.0], GD_STEPS, [5, GD_STEPS], [0.01, 1.0])
     loss, lr = quadratic(curves, np.random.default_rng(9), kappa=30.0)
@@ -388,6 +495,48 @@ def test_diagnose_sweep_uses_hparams_groups_and_lr_curves():
     # LR curves all NaN (optimizer without a jaxlr LR state) and a "lr" column: still works
     res = fake_result(loss_a, np.full(loss_a.shape, np.nan), lr=rel.astype(np.float32))
     assert [d.label for d in diagnose_sweep(res)] == ["too_slow", "healthy", "diverged"]
+
+
+def _all_blow_up_at(step, lrs, steps=60):
+    """[M, steps] float32 curves: falling until ``step``, inf there, NaN after (the sweep's
+    record), for every LR alike (bad data or a bad model, not the LR)."""
+    t = np.arange(steps)
+    loss = np.where(t < step, 2.0 * 0.99 ** t, np.nan)[None].repeat(len(lrs), 0)
+    loss[:, step] = np.inf
+    return loss.astype(np.float32)
+
+
+def test_every_lr_diverging_at_the_same_step_blames_the_data_or_model_not_the_lr():
+    lrs = np.array([1e-5, 1e-4, 1e-3, 1e-2, 1e-1], np.float32)  # four orders of magnitude
+    loss = _all_blow_up_at(7, lrs)
+    res = jaxlr.SweepResult(
+        grid=jaxlr.grid(lr=lrs), loss=loss, lr=np.full(loss.shape, np.nan, np.float32),
+        eval=None, eval_aux={}, eval_steps=np.zeros(0, np.int32), diverged=np.ones(5, bool),
+        diverged_at=np.full(5, 7), state=((), ()), assemble=lambda p, r: p)
+    out = res.diagnose()  # SweepResult.diagnose -> diagnose_sweep
+    assert [d.label for d in out] == ["diverged"] * 5
+    for d in out:
+        assert "lower the LR" not in d.advice
+        assert "not the LR" in d.advice and "data" in d.advice and "step 7" in d.advice
+        assert "every member (LR 1e-05 to 0.1) diverged at step 7" in d.reason
+        assert d.evidence["lr_independent"] == 1
+    # the same curves with LRs within 10x: the LR may be the cause, the usual advice stands
+    near = diagnose(loss[:2], [0.5, 1.0])
+    assert all("lower the LR ~10x" in d.advice and "lr_independent" not in d.evidence
+               for d in near)
+    # the same LR span, but one member diverging later: the usual advice stands
+    late = loss.copy()
+    late[0] = _all_blow_up_at(30, lrs[:1])[0]
+    assert all("not the LR" not in d.advice for d in diagnose(late, lrs))
+
+
+def test_divergence_at_step_0_is_never_the_lr():
+    """At step 0 no update has been made: the loss of the initial model is non-finite."""
+    loss = _all_blow_up_at(0, [1e-3])[0]
+    d = diagnose(loss, 1e-3)
+    assert d.label == "diverged" and "lower the LR" not in d.advice
+    assert "step 0, before any update" in d.advice and "data" in d.advice
+    assert d.evidence["lr_independent"] == 1
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -412,6 +561,16 @@ def test_bad_groups():
 
 
 # --- helpers ----------------------------------------------------------------------------------
+def _first_blown(row):
+    """The documented divergence step: the first non-finite value or loss_t - loss_0 >
+    100 |loss_0| (-1 if none), by a plain loop."""
+    row = np.asarray(row, np.float64)
+    for t, v in enumerate(row):
+        if not np.isfinite(v) or v - row[0] > 100 * abs(row[0]):
+            return t
+    return -1
+
+
 def _num(text, after):
     """The first number after the word ``after`` in ``text``."""
     m = re.search(rf"{after} ([0-9.eE+-]+)", text)
@@ -422,8 +581,12 @@ def _num(text, after):
 def _documented_figures():
     """{label: (precision, recall, alone precision, alone recall), "curves": n} from the table in
     diagnose's docstring."""
+    doc = " ".join(diagnose.__doc__.split())
+    out = {"curves": int(re.search(r"(\d+) generated curves", doc).group(1)),
+           "tuned": int(re.search(r"tuned on the curves of seed (\d+)", doc).group(1)),
+           "seeds": tuple(int(x) for x in re.search(
+               r"those of seeds (\d+) and (\d+)", doc).groups())}
     doc = diagnose.__doc__
-    out = {"curves": int(re.search(r"(\d+) generated curves", doc).group(1))}
     for lab in LABELS:
         m = re.search(rf"^\s*{lab}\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s*$", doc, re.M)
         assert m, f"no figures for {lab} in diagnose's docstring"

@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import jaxlr
-from jaxlr._finder import FinderResult, find_lr, valley_index
+from jaxlr._finder.finder import FinderResult, find_lr, valley_index
 
 # GD on f(w) = 0.5 * sum(h_i w_i^2): stable for lr < 2/L, L = max h = 10; the default ramp
 # 1e-7 -> 10 reaches ~100/L, past the blow-up (~10-20/L, see test_quadratic_gd).
@@ -69,6 +69,8 @@ def test_quadratic_gd(quad, start):
     assert np.isnan(res.losses[0, stop + 1:]).all() and np.isnan(res.smoothed[0, stop + 1:]).all()
 
     assert 0.05 / L <= res.suggestion <= 2 / L, (res.suggestion * L, res.suggestions)
+    ref = documented_suggestions(res.lrs, res.losses, res.diverged_at)
+    assert res.suggestions == pytest.approx(ref, rel=1e-12)
     assert set(res.suggestions) == {"valley", "steepest", "minimum"}
     finite = [v for v in res.suggestions.values() if math.isfinite(v)]
     assert sorted(finite)[len(finite) // 2] == pytest.approx(res.suggestion)
@@ -153,9 +155,41 @@ def test_seeds_give_one_curve_each(digits):
     np.testing.assert_allclose(res.mean[ok], res.smoothed[:, ok].mean(axis=0), rtol=1e-12)
     np.testing.assert_allclose(res.spread[ok], res.smoothed[:, ok].std(axis=0), atol=1e-12)
     assert (res.spread[ok] > 0).any()
-    assert 1e-7 < res.suggestion < 10.0
+    # the suggestions, recomputed from the documented rules on the recorded curves
+    ref = documented_suggestions(res.lrs, res.losses, res.diverged_at)
+    assert res.suggestions == pytest.approx(ref, rel=1e-12)
+    finite = sorted(v for v in ref.values() if math.isfinite(v))
+    assert len(finite) == 3 and res.suggestion == pytest.approx(finite[1], rel=1e-12)
     d = res.to_dict()
     assert d["suggestion"] == res.suggestion and d["losses"] is res.losses
+
+
+def documented_suggestions(lrs, losses, stops, beta=0.98):
+    """find_lr's docstring, written out: smoothed = bias-corrected EMA per seed (NaN after a
+    stop); mean over the seeds still running; window from w = max(2, T // 10) to the first stop
+    of any seed (``stops``: diverged_at; exclusive), or the end; on it, with slopes np.gradient(mean, ln lr): ``steepest`` = LR
+    of the most negative slope at or before the minimum where the mean is below l_0 (median of
+    the warm-up's raw losses, pooled over seeds); ``minimum`` = LR of the minimum / 10;
+    ``valley`` = fastai's rule (fastai_valley below)."""
+    n_seeds, steps = losses.shape
+    smoothed = np.full(losses.shape, np.nan)
+    for s in range(n_seeds):
+        avg = 0.0
+        for t in range(steps):
+            if not np.isfinite(losses[s, t]):
+                break
+            avg = beta * avg + (1 - beta) * losses[s, t]
+            smoothed[s, t] = avg / (1 - beta ** (t + 1))
+    w = max(2, steps // 10)
+    end = int(min(stops[stops >= 0], default=steps))
+    lr, curve = lrs[w:end], np.nanmean(smoothed[:, w:end], axis=0)  # every seed runs there
+    level = np.median(losses[:, :w])
+    low = int(np.argmin(curve))
+    slope = np.gradient(curve, np.log(lr))
+    ok = [i for i in range(len(curve)) if i <= low and curve[i] < level and slope[i] < 0]
+    return {"valley": float(lr[max(0, fastai_valley(list(curve)))]),
+            "steepest": float(lr[min(ok, key=lambda i: slope[i])]) if ok else math.nan,
+            "minimum": float(lr[low]) / 10}
 
 
 def test_deterministic_for_given_seeds(digits):
@@ -255,7 +289,7 @@ def test_bad_arguments_raise_eagerly(kwargs, match):
 
 def _rule_stop(curve, factor=4.0, beta=0.98):
     """The in-program rule (jaxlr._finder.stop_rule) run over a curve with lax.scan."""
-    from jaxlr._finder import _warmup, stop_rule
+    from jaxlr._finder.finder import _warmup, stop_rule
 
     rule = stop_rule(factor, beta, _warmup(len(curve)))
 
@@ -273,7 +307,7 @@ def _rule_stop(curve, factor=4.0, beta=0.98):
 @pytest.mark.parametrize("seed", range(6))
 def test_in_program_stop_rule_equals_the_numpy_rule(seed):
     """The stop fires inside the sweep's program at the step the documented rule gives."""
-    from jaxlr._finder import divergence_step
+    from jaxlr._finder.finder import divergence_step
 
     rng = np.random.default_rng(seed)
     n = 100
@@ -291,7 +325,7 @@ def test_stopped_seed_is_frozen_inside_the_program(quad):
         stop = int(res.diverged_at[0])
         assert stop > 0 and np.isnan(res.losses[0, stop + 1:]).all()
     # the sweep itself (the compiled program) reports the same stop with the finder's rule
-    from jaxlr._finder import _warmup, exponential_ramp, stop_rule
+    from jaxlr._finder.finder import _warmup, exponential_ramp, stop_rule
 
     w0 = jnp.asarray(STARTS["ones"], jnp.float32)
     ramp = exponential_ramp(1e-7, 10.0, 100)

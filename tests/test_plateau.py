@@ -204,3 +204,14 @@ def test_value_must_be_scalar():
 def test_bad_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         jaxlr.reduce_on_plateau(1e-3, **kw)
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: jaxlr.reduce_on_plateau(-0.1), r"base must be >= 0, got base=-0.1; .*gradient ascent"),
+    (lambda: jaxlr.reduce_on_plateau(1e-3, min_lr=-1e-3),
+     r"min_lr must be >= 0, got min_lr=-0.001; .*gradient ascent"),
+    (lambda: jaxlr.reduce_on_plateau(jaxlr.constant(-0.1)), r"value must be >= 0, got value=-0.1"),
+])
+def test_negative_learning_rate_is_refused(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()

@@ -178,7 +178,7 @@ def test_lr_panel_only_when_schedules_differ(constant_lr, warmup_lr, tmp_path):
 
 
 def test_lr_scaled_copies_of_one_schedule_do_not_differ():
-    from jaxlr._plot import _schedules_differ
+    from jaxlr._plot.plot import _schedules_differ
 
     base = np.concatenate([np.linspace(0, 1, 5, endpoint=False),  # warm-up, then cosine decay
                            0.5 * (1 + np.cos(np.pi * np.arange(15) / 15))])

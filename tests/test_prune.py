@@ -8,8 +8,9 @@ import pytest
 from flax import nnx
 
 import jaxlr
-from jaxlr import _checkpoint, _sweep
-from jaxlr._prune import SuccessiveHalving
+from jaxlr._sweep import SuccessiveHalving
+from jaxlr._sweep import checkpoint as _checkpoint
+from jaxlr._sweep import engine as _sweep
 
 X = jax.random.normal(jax.random.key(0), (96, 4))
 Y = jnp.tanh(X @ jnp.array([1.0, -2.0, 0.5, 0.0])) + 0.1 * jax.random.normal(jax.random.key(1),
@@ -117,24 +118,23 @@ def test_a_pruned_member_keeps_its_state_at_the_rung(pruned):
     np.testing.assert_allclose(res.loss[i, :30], solo.loss[0], rtol=1e-5)
 
 
-def test_compaction_reclaims_compute_and_recompiles_once_per_size():
+def test_compaction_reclaims_compute_and_recompiles_once_per_size(built):
     """The chunk is traced once per batch size: 18 rows, then 6, then 2 (the optimizer is also
-    built once by the init program); without pruning it is built twice in all."""
+    built once by the abstract check and once by the init program); without pruning it is
+    built three times in all."""
     calls = {"n": 0}
 
     def counting(hp):
         calls["n"] += 1
         return optimizer(hp)
 
-    _sweep._CACHE.clear()  # as in a fresh process: sweeps of the same functions share programs
     run(optimizer=counting)
-    assert calls["n"] == 2
+    assert calls["n"] == 3
     calls["n"] = 0
-    _sweep._CACHE.clear()
     res = run(optimizer=counting, prune=BY_EVAL)
-    assert calls["n"] == 2 + 2
+    assert calls["n"] == 3 + 2
     # the two smaller sizes were compiled ahead, in a background thread, and used
-    (fns, _), = _sweep._CACHE.values()
+    fns = built[-1]
     assert sorted(fns.ahead) == [2, 6] and all(f.done() for f in fns.ahead.values())
     assert _sweep._halving_sizes(BY_EVAL, GRID, STEPS, 4) == [8, 4]  # padded to 4 devices
     # the recorded member-steps are what ran: 18 x 10 + 6 x 20 + 2 x 60
@@ -154,7 +154,7 @@ def test_ranking_by_seed_mean_ties_and_divergence():
         jaxlr.successive_halving(10, 3).survivors(members[:2], np.full(2, np.inf),
                                                   settings[:2]), [0, 1])
     # ties between distinct settings with identical curves: the first in grid order stays
-    g = jaxlr.Grid.zip(lr=[0.05, 0.05, 0.05], tag=[0, 1, 2])
+    g = jaxlr.Grid.zip(lr=[0.05, 0.05, 0.05], _tag=[0, 1, 2])  # _: a label, read by nobody
     res = run(g, steps=20, prune=jaxlr.successive_halving(10, 3))
     np.testing.assert_array_equal(res.pruned_at, [-1, 10, 10])
 

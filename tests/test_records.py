@@ -15,6 +15,7 @@ from jaxlr._records import load
 
 X = jax.random.normal(jax.random.key(0), (96, 4))
 Y = X @ jnp.array([1.0, -2.0, 0.5, 0.0]) + 0.1 * jax.random.normal(jax.random.key(1), (96,))
+JAXLR_CONFIG = {"command": "sweep", "jaxlr_version": jaxlr.__version__, "settings": {}}
 
 
 def init(key):
@@ -129,7 +130,7 @@ def test_without_eval_the_table_uses_the_training_loss(tmp_path):
 def test_load_errors_say_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="holds no jaxlr run"):
         load(tmp_path)
-    (tmp_path / "config.json").write_text("{}")
+    _records.write_json(tmp_path / "config.json", JAXLR_CONFIG)
     with pytest.raises(FileNotFoundError, match="jaxlr resume"):
         load(tmp_path)
     with pytest.raises(FileNotFoundError, match="not a directory"):
@@ -140,19 +141,24 @@ def test_make_run_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     a = _records.make_run_dir(None, "sweep")
     assert a.parent.name == "runs" and a.name.endswith("-sweep") and a.is_dir()
-    (a / "config.json").write_text("{}")
-    with pytest.raises(ValueError, match="already holds a jaxlr run"):
+    _records.write_json(a / "config.json", JAXLR_CONFIG)
+    with pytest.raises(ValueError, match="already holds a jaxlr sweep run"):
         _records.make_run_dir(a, "sweep")
     (tmp_path / "file").write_text("")
     with pytest.raises(ValueError, match="existing file"):
         _records.make_run_dir(tmp_path / "file", "sweep")
     with pytest.raises(ValueError, match="cannot write"):
         _records.make_run_dir(tmp_path / "file" / "sub", "sweep")
-    if os.geteuid() != 0:  # root can write anywhere
-        ro = tmp_path / "ro"
-        ro.mkdir(mode=0o500)
-        with pytest.raises(ValueError, match="cannot write"):
-            _records.make_run_dir(ro / "run", "sweep")
+
+
+def test_make_run_dir_in_a_read_only_directory(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root may write into a read-only (0o500) directory: as root the refusal "
+                    "cannot happen, so it cannot be tested")
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o500)
+    with pytest.raises(ValueError, match="cannot write"):
+        _records.make_run_dir(ro / "run", "sweep")
 
 
 def test_environment_names_versions_and_devices():
@@ -180,3 +186,104 @@ def test_finder_round_trip(tmp_path):
     np.testing.assert_array_equal(back.smoothed, res.smoothed)
     assert summary["suggestion"] == pytest.approx(res.suggestion)
     assert "suggested LR" in _records.format_finder(summary)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def _rewrite_npz(path, change):
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+def _bump_first(arrays, key):
+    a = arrays[key].copy()
+    a.flat[0] = np.nextafter(a.flat[0], np.inf)
+    arrays[key] = a
+
+
+def test_load_verifies_results_against_the_summary_digest(result, tmp_path):
+    result.save(tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    with np.load(tmp_path / "results.npz") as z:  # the digest is of the arrays as written
+        assert _records.digest({k: z[k] for k in z.files}) == summary["arrays_sha256"]
+    _rewrite_npz(tmp_path / "results.npz", lambda a: _bump_first(a, "loss"))  # one ulp
+    with pytest.raises(ValueError, match="does not match the arrays_sha256") as e:
+        load(tmp_path)
+    assert str(tmp_path / "results.npz") in str(e.value)
+
+
+def test_load_verifies_finder_arrays_against_the_summary_digest(tmp_path):
+    h = jnp.logspace(-1, 1, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = jaxlr.find_lr(lambda key: jnp.ones(8), lambda w, b: 0.5 * jnp.sum(h * w**2),
+                            (jnp.zeros((4, 1)),), lambda lr: jaxlr.sgd(lr), batch_size=4,
+                            steps=20, seeds=1)
+    _records.save_finder(res, tmp_path, plot=False)
+    load(tmp_path)  # intact: loads
+    _rewrite_npz(tmp_path / "finder.npz", lambda a: _bump_first(a, "losses"))
+    with pytest.raises(ValueError, match="does not match the arrays_sha256") as e:
+        load(tmp_path)
+    assert str(tmp_path / "finder.npz") in str(e.value)
+
+
+def test_load_without_a_digest_still_loads(result, tmp_path):
+    """summary.json is optional: without it (or without its digest) nothing is verified."""
+    result.save(tmp_path)
+    (tmp_path / "summary.json").unlink()
+    assert_same_result(result, load(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["results.npz", "finder.npz"])
+@pytest.mark.parametrize("content, problem", [
+    (b"PK\x03\x04 a truncated zip", "not a readable .npz"),
+    (b"plain text, not numpy", "not a readable .npz"),
+], ids=["truncated zip", "not a zip"])
+def test_load_of_a_corrupt_file_is_one_value_error(tmp_path, name, content, problem):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=problem) as e:
+        load(tmp_path)
+    assert str(tmp_path / name) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_load_of_someone_elses_npz_names_the_missing_arrays(tmp_path):
+    np.savez(tmp_path / "results.npz", weights=np.zeros(3))
+    with pytest.raises(ValueError, match="lacks the arrays .*hparam_names") as e:
+        load(tmp_path)
+    assert str(tmp_path / "results.npz") in str(e.value)
+    (tmp_path / "results.npz").unlink()
+    np.savez(tmp_path / "finder.npz", weights=np.zeros(3))
+    with pytest.raises(ValueError, match="lacks the arrays .*lrs"):
+        load(tmp_path)
+
+
+def test_load_of_results_with_inconsistent_shapes(result, tmp_path):
+    result.save(tmp_path)
+    (tmp_path / "summary.json").unlink()  # no digest: the shapes are still checked
+
+    def drop_a_member(a):
+        a["diverged"] = a["diverged"][:-1]
+
+    _rewrite_npz(tmp_path / "results.npz", drop_a_member)
+    with pytest.raises(ValueError, match="diverged has shape"):
+        load(tmp_path)
+
+
+@pytest.mark.parametrize("config", ['{"name": "my-app"}', '["a", "list"]', "not json {"])
+def test_load_of_someone_elses_config_says_so(tmp_path, config):
+    (tmp_path / "config.json").write_text(config)
+    with pytest.raises(FileNotFoundError, match="not written by jaxlr") as e:
+        load(tmp_path)
+    assert str(tmp_path / "config.json") in str(e.value) and "jaxlr resume" not in str(e.value)
+
+
+def test_unfinished_run_hint_is_shell_quoted(tmp_path):
+    d = tmp_path / "my runs" / "run b"
+    d.mkdir(parents=True)
+    _records.write_json(d / "config.json", JAXLR_CONFIG)
+    with pytest.raises(FileNotFoundError) as e:
+        load(d)
+    assert f"jaxlr resume '{d}'" in str(e.value)

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import jaxlr
-from jaxlr import _schedules
+from jaxlr._optim import schedules as _schedules
 
 # Schedules are pure float32 maths: strict dtype promotion (tests/conftest.py) catches a
 # bool/int/float64 mix-up in them. optax's own schedules are not strict-clean, so the tests that
@@ -564,3 +564,54 @@ def test_constant_shape_and_dtype():
     s = jaxlr.constant(jnp.float16(0.5))
     assert s(jnp.arange(6).reshape(2, 3)).shape == (2, 3)
     assert s(jnp.arange(6)).dtype == jnp.float32
+
+
+# --------------------------------------------------- e. no negative learning rate when concrete
+# (schedule, parameter): every argument that is a learning rate (or, for alpha, a fraction of
+# one). A negative value would train by gradient ascent, unflagged; sgd(-0.1) is refused too.
+NEGATIVE = [("constant", "value"), ("linear", "init_value"), ("linear", "end_value"),
+            ("polynomial_decay", "init_value"), ("polynomial_decay", "end_value"),
+            ("exponential_decay", "init_value"), ("exponential_decay", "end_value"),
+            ("cosine_decay", "init_value"), ("cosine_decay", "alpha"),
+            ("warmup_cosine_decay", "init_value"), ("warmup_cosine_decay", "peak_value"),
+            ("warmup_cosine_decay", "end_value"), ("step_decay", "init_value"),
+            ("multistep_decay", "init_value"), ("one_cycle", "max_lr"), ("cyclic", "base_lr"),
+            ("cyclic", "max_lr"), ("inverse_time_decay", "init_value"),
+            ("cosine_restarts", "init_value"), ("cosine_restarts", "alpha"),
+            ("warmup", "init_value"), ("warmup_stable_decay", "peak_value"),
+            ("warmup_stable_decay", "init_value"), ("warmup_stable_decay", "end_value")]
+
+
+@pytest.mark.parametrize("name, param", NEGATIVE, ids=[f"{n}-{p}" for n, p in NEGATIVE])
+def test_negative_learning_rate_is_refused(name, param):
+    with pytest.raises(ValueError, match=rf"^{param} must be >= 0, got {param}=-0.1; .*"
+                                         r"gradient ascent"):
+        getattr(jaxlr, name)(**{**BASE[name], param: -0.1})
+    getattr(jaxlr, name)(**{**BASE[name], param: 0.0})  # zero is a valid learning rate
+
+
+def test_negative_table_covers_every_learning_rate_parameter():
+    def is_lr(p):
+        return p.endswith("value") or p.endswith("_lr") or p == "alpha"
+
+    wanted = {(name, p) for name in PUBLIC
+              for p in inspect.signature(getattr(jaxlr, name)).parameters if is_lr(p)}
+    assert wanted == set(NEGATIVE)
+
+
+def test_negative_constant_schedule_refused_by_optimizer_too():
+    with pytest.raises(ValueError, match="value must be >= 0, got value=-0.1"):
+        jaxlr.sgd(jaxlr.constant(-0.1))
+    with pytest.raises(ValueError, match="init_value must be >= 0, got init_value=-0.1"):
+        jaxlr.adam(jaxlr.cosine_decay(-0.1, 100))
+
+
+@pytest.mark.parametrize("name, param", NEGATIVE, ids=[f"{n}-{p}" for n, p in NEGATIVE])
+def test_traced_negative_value_is_not_checked(name, param):
+    # traced: no check and no Python branch on the value (eval_shape traces, it would raise)
+    out = jax.eval_shape(lambda v: getattr(jaxlr, name)(**{**BASE[name], param: v})(TABLE_STEPS),
+                         jnp.float32(-0.1))
+    assert out.shape == TABLE_STEPS.shape and out.dtype == jnp.float32
+    if name == "constant":  # lr(t) = value
+        np.testing.assert_array_equal(jax.jit(lambda v: jaxlr.constant(v)(3))(-0.1),
+                                      np.float32(-0.1))

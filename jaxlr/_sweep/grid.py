@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 _EMPTY = "the grid is empty: give at least one axis, e.g. jaxlr.grid(lr=[1e-3])"
+LR_AXES = ("lr", "learning_rate")  # axes whose negative values would train by gradient ascent
 
 
 def _axis(name: str, values: Any) -> np.ndarray:
@@ -55,6 +56,14 @@ class Grid:
         if len(lengths) != 1:
             raise ValueError(f"grid columns have different lengths: "
                              f"{ {k: len(v) for k, v in columns.items()} }")
+        for name in LR_AXES:
+            values = np.asarray(columns.get(name, ()))
+            if np.issubdtype(values.dtype, np.number) and (values < 0).any():
+                v = values[np.argmax(values < 0)]
+                raise ValueError(
+                    f"grid axis {name!r} must be >= 0 (a negative LR trains by gradient ascent), "
+                    f"got {name}={float(str(v)) if v.dtype == np.float32 else v.item()}; for a "
+                    f"log-scale axis use another name, e.g. log_lr=[-4, -1] and 10 ** hp['log_lr']")
         self.columns = dict(columns)
 
     @staticmethod
@@ -124,7 +133,7 @@ def grid(**axes: Any) -> Grid:
     Each axis is a list, tuple, numpy or jax array of values (a scalar is one value);
     ``seed=k`` means seeds ``0..k-1`` and ``seed=[3, 7]`` those seeds. Members without a seed
     axis use seed 0. Values are float32 (integers stay int32); in the sweep each member's values
-    arrive, traced, as ``hp[name]``.
+    arrive, traced, as ``hp[name]``. An ``lr`` (or ``learning_rate``) axis must be >= 0.
 
     Args:
         **axes: name -> values.

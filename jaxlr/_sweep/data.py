@@ -44,7 +44,7 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
 
     Example:
         >>> import jax, numpy as np
-        >>> from jaxlr._data import permutation
+        >>> from jaxlr._sweep.data import permutation
         >>> p = np.asarray(permutation(jax.random.key(0), 10))
         >>> sorted(p.tolist()) == list(range(10))
         True
@@ -70,13 +70,13 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     return y[where]
 
 
-def _is_array_data(data: Any) -> bool:
+def is_array_data(data: Any) -> bool:
     """A tuple/dict of arrays (a list is read as a sequence of batches)."""
     return isinstance(data, (tuple, Mapping)) and all(
         hasattr(x, "shape") for x in jax.tree.leaves(data)) and bool(jax.tree.leaves(data))
 
 
-def _num_examples(name: str, data: Any) -> int:
+def num_examples(name: str, data: Any) -> int:
     leaves = jax.tree.leaves(data)
     lengths = {int(np.shape(x)[0]) if np.ndim(x) else 0 for x in leaves}
     if 0 in lengths:
@@ -89,7 +89,7 @@ def _num_examples(name: str, data: Any) -> int:
 
 
 
-def _batch_indices(seeds: jax.Array, t0: jax.Array, k: int, n: int, bs: int) -> jax.Array:
+def batch_indices(seeds: jax.Array, t0: jax.Array, k: int, n: int, bs: int) -> jax.Array:
     """Indices [S, K, bs] of the K batches from step t0 for each seed: an epoch is a
     :func:`permutation` of the n examples drawn from ``fold_in(fold_in(key(seed), 1), epoch)``;
     its first n // bs full batches are used."""
@@ -109,24 +109,57 @@ def _batch_indices(seeds: jax.Array, t0: jax.Array, k: int, n: int, bs: int) -> 
     return table[:, (epochs - first)[:, None], cols]
 
 
-def _gather(data: Any, idx: jax.Array) -> Any:
+def gather(data: Any, idx: jax.Array) -> Any:
     return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
 
 
 
-def _peek(batches: Any, name: str) -> Any:
+def peek(batches: Any, name: str) -> Any:
     try:
         return next(batches)
     except StopIteration:
         raise ValueError(f"{name} is an empty iterable: give at least one batch") from None
 
 
-def _chain_first(first: Any, rest: Any):
+def describe(tree: Any) -> str:
+    """The leaves of ``tree`` as text, path: dtype[shape], e.g. ``[0]: float32[8, 3], [1]: ...``."""
+    def spec(x: Any) -> str:
+        if not hasattr(x, "shape"):
+            return type(x).__name__
+        return f"{x.dtype}[{', '.join(map(str, np.shape(x)))}]"
+
+    return ", ".join(f"{jax.tree_util.keystr(path) or '(array)'}: {spec(x)}"
+                     for path, x in jax.tree_util.tree_flatten_with_path(tree)[0])
+
+
+def _layout(batch: Any) -> tuple:
+    return jax.tree.structure(batch), tuple(tuple(np.shape(x)) for x in jax.tree.leaves(batch))
+
+
+def chain_first(first: Any, rest: Any):
+    """``first``, then the batches of ``rest``, each checked to have the first one's structure
+    and shapes: a loader's smaller last batch (no ``drop_last``) would otherwise fail deep in
+    the stacking of a chunk, or silently retrace the program with another batch size."""
     yield first
-    yield from rest
+    want = _layout(first)
+    rows = {s[0] for s in want[1] if s}
+    for i, batch in enumerate(rest, start=1):
+        got = _layout(batch)
+        if got != want:
+            n = {s[0] for s in got[1] if s}
+            if (got[0] == want[0] and len(n) == len(rows) == 1
+                    and [s[1:] for s in got[1]] == [s[1:] for s in want[1]]):
+                raise ValueError(
+                    f"data's batch {i} has {n.pop()} rows, the first batch {rows.pop()}: every "
+                    "batch needs the same size (a loader's smaller last batch? use "
+                    "drop_last=True, e.g. torch DataLoader(..., drop_last=True))")
+            raise ValueError(f"data's batch {i} is {describe(batch)}, the first batch "
+                             f"{describe(first)}: every batch needs the structure and shapes "
+                             "of the first")
+        yield batch
 
 
-def _stack_batches(batches: Any, k: int, remaining: int) -> Any:
+def stack_batches(batches: Any, k: int, remaining: int) -> Any:
     """Pull min(k, remaining) batches and stack them [k, ...] (the tail padded, masked later)."""
     taken = []
     for _ in range(min(k, remaining)):

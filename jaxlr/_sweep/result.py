@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxlr._grid import Grid
+from jaxlr._sweep.grid import Grid
 
 
 class Best(NamedTuple):
@@ -241,6 +241,6 @@ class SweepResult:
         and ``summary.json`` (the table rows, the best setting, each member's diagnosis) into
         ``directory``, plus ``sweep.png`` when matplotlib is installed; read it back with
         :func:`jaxlr.load`. Returns the summary (see :func:`jaxlr._records.save`)."""
-        from jaxlr import _records
+        from jaxlr._records import save
 
-        return _records.save(self, directory)
+        return save(self, directory)

@@ -8,8 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlr import _checks
-from jaxlr._plateau import Controller
+from jaxlr._optim import checks as _checks
+from jaxlr._optim.plateau import Controller
 
 LearningRate = Any  # float | traced scalar | schedule (step -> lr) | Controller
 
@@ -23,10 +23,15 @@ class LearningRateState(NamedTuple):
 
 
 def check_learning_rate(learning_rate: LearningRate) -> LearningRate:
-    """Validate a learning rate given to a jaxlr optimizer (eagerly, when concrete)."""
+    """Validate a learning rate given to a jaxlr optimizer (eagerly, when concrete).
+
+    A number must be >= 0. A schedule or controller is returned untouched and is not evaluated
+    here: its values are checked by its own constructor (jaxlr's schedules refuse a concrete
+    negative value), and inside the step it is only called, with the int32 update count.
+    """
     if isinstance(learning_rate, Controller) or callable(learning_rate):
         return learning_rate
-    return _checks.hparam("learning_rate", learning_rate, ge=0)
+    return _checks.hparam("learning_rate", learning_rate, ge=0, fix=_checks.NEGATIVE_LR)
 
 
 def scale_by_learning_rate(
@@ -37,8 +42,11 @@ def scale_by_learning_rate(
     :math:`\eta_t` is ``learning_rate`` itself (a float or traced scalar), ``learning_rate(t)``
     for a schedule, or ``controller.learning_rate(state, t)`` for a :class:`Controller` (e.g.
     :func:`jaxlr.reduce_on_plateau`), whose state is first advanced with the metric passed as
-    ``update(..., value=metric)``. ``t`` counts updates from 0. The LR is kept in float32 and cast
-    to each update's dtype only for the multiplication.
+    ``update(..., value=metric)``. ``t`` counts updates from 0 (an int32 scalar, also under
+    ``jax_enable_x64``). The LR is kept in float32 whatever the mode and cast to each update's
+    dtype only for the multiplication. A schedule is called once per update (and once by
+    ``init``) and nothing else is done with it: no eager evaluation, no check, no Python branch
+    on its value; a concrete negative number is refused.
 
     Args:
         learning_rate: a float, a traced scalar, a schedule ``step -> lr`` or a Controller.

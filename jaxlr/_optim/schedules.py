@@ -6,6 +6,11 @@ value and the fix) and returns ``schedule(step)``: float32, elementwise in ``ste
 traced argument (a sweep vmaps over it) skips the checks and meets no Python branch: choices are
 ``jnp.where``/``jnp.clip`` and denominators are kept away from 0 so a discarded branch makes no NaN.
 Semantics follow optax where optax has the schedule, PyTorch or Keras where it does not.
+
+Learning-rate values (``value``, ``init_value``, ``peak_value``, ``end_value``, ``base_lr``,
+``max_lr``, and ``alpha``, a fraction of one) must be >= 0 when concrete: a negative learning
+rate would train by gradient ascent, silently (optax and torch accept it). The output is float32
+and the step may be any int or float (int64 under ``jax_enable_x64`` included).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxlr._checks import _fmt, concrete, f32, hparam, require, vector
+from jaxlr._optim.checks import NEGATIVE_LR, concrete, f32, fmt, hparam, require, vector
 
 Schedule = Callable[[Any], jax.Array]
 
@@ -34,11 +39,16 @@ def _f(name: str, value: Any, **bounds: Any) -> jax.Array:
     return f32(hparam(name, value, **bounds))
 
 
+def _lr(name: str, value: Any) -> jax.Array:
+    """A learning-rate value (or fraction of one): >= 0 when concrete, as float32."""
+    return f32(hparam(name, value, ge=0, fix=NEGATIVE_LR))
+
+
 def _check(relation: Callable[..., bool], message: str, fix: str = "", **values: Any) -> None:
     """Raise ``ValueError`` unless ``relation(*values)``; checked only when all are concrete."""
     conc = [concrete(v) for v in values.values()]
     if None not in conc:
-        shown = ", ".join(f"{k}={_fmt(c)}" for k, c in zip(values, conc, strict=True))
+        shown = ", ".join(f"{k}={fmt(c)}" for k, c in zip(values, conc, strict=True))
         require(relation(*conc), f"{message}, got {shown}{fix}")
 
 
@@ -75,7 +85,7 @@ def constant(value: Any) -> Schedule:
     ``lr(t) = value``
 
     Args:
-      value: the learning rate.
+      value: the learning rate, >= 0.
 
     Returns:
       ``schedule(step) -> lr``, float32 with the shape of ``step``.
@@ -88,7 +98,7 @@ def constant(value: Any) -> Schedule:
     References:
       https://optax.readthedocs.io/en/latest/api/optimizer_schedules.html#optax.schedules.constant_schedule
     """
-    value = _f("value", value)
+    value = _lr("value", value)
     return lambda step: jnp.broadcast_to(value, jnp.shape(step))
 
 
@@ -100,8 +110,8 @@ def polynomial_decay(init_value: Any, end_value: Any, power: Any, transition_ste
     transition_steps, 0, 1)``: ``init_value`` before the transition, ``end_value`` after it.
 
     Args:
-      init_value: value up to ``transition_begin``.
-      end_value: value from ``transition_begin + transition_steps`` on.
+      init_value: value up to ``transition_begin``, >= 0.
+      end_value: value from ``transition_begin + transition_steps`` on, >= 0.
       power: exponent of the curve, > 0 (1 is linear).
       transition_steps: length of the transition, > 0 (optax makes <= 0 a constant; we raise).
       transition_begin: steps before the transition starts, >= 0.
@@ -117,7 +127,7 @@ def polynomial_decay(init_value: Any, end_value: Any, power: Any, transition_ste
     References:
       https://optax.readthedocs.io/en/latest/api/optimizer_schedules.html#optax.schedules.polynomial_schedule
     """
-    init, end = _f("init_value", init_value), _f("end_value", end_value)
+    init, end = _lr("init_value", init_value), _lr("end_value", end_value)
     power = _f("power", power, gt=0)
     steps = _f("transition_steps", transition_steps, gt=0)
     begin = _f("transition_begin", transition_begin, ge=0)
@@ -131,8 +141,8 @@ def linear(init_value: Any, end_value: Any, transition_steps: Any,
     ``lr(t) = init + (end - init) * clip((t - transition_begin) / transition_steps, 0, 1)``
 
     Args:
-      init_value: value up to ``transition_begin``.
-      end_value: value from ``transition_begin + transition_steps`` on.
+      init_value: value up to ``transition_begin``, >= 0.
+      end_value: value from ``transition_begin + transition_steps`` on, >= 0.
       transition_steps: length of the ramp, > 0.
       transition_begin: steps before the ramp starts, >= 0.
 
@@ -160,12 +170,12 @@ def exponential_decay(init_value: Any, transition_steps: Any, decay_rate: Any,
     (a floor when ``decay_rate < 1``, a ceiling when it is > 1).
 
     Args:
-      init_value: initial value.
+      init_value: initial value, >= 0.
       transition_steps: steps per factor ``decay_rate``, > 0.
       decay_rate: factor per ``transition_steps``, > 0.
       transition_begin: steps before the decay starts, >= 0.
       staircase: decay in whole jumps (a bool, may be traced).
-      end_value: bound on the value, or None for none.
+      end_value: bound on the value (>= 0), or None for none.
 
     Returns:
       ``schedule(step) -> lr``.
@@ -178,10 +188,10 @@ def exponential_decay(init_value: Any, transition_steps: Any, decay_rate: Any,
     References:
       https://optax.readthedocs.io/en/latest/api/optimizer_schedules.html#optax.schedules.exponential_decay
     """
-    init, rate = _f("init_value", init_value), _f("decay_rate", decay_rate, gt=0)
+    init, rate = _lr("init_value", init_value), _f("decay_rate", decay_rate, gt=0)
     steps = _f("transition_steps", transition_steps, gt=0)
     begin = _f("transition_begin", transition_begin, ge=0)
-    end = None if end_value is None else _f("end_value", end_value)
+    end = None if end_value is None else _lr("end_value", end_value)
 
     def schedule(step):
         count = f32(step) - begin
@@ -202,9 +212,9 @@ def cosine_decay(init_value: Any, decay_steps: Any, alpha: Any = 0.0,
     ``p = min(t, decay_steps) / decay_steps``.
 
     Args:
-      init_value: initial value.
+      init_value: initial value, >= 0.
       decay_steps: length of the decay, > 0.
-      alpha: final value as a fraction of ``init_value``.
+      alpha: final value as a fraction of ``init_value``, >= 0.
       exponent: power applied to the cosine factor.
 
     Returns:
@@ -219,7 +229,7 @@ def cosine_decay(init_value: Any, decay_steps: Any, alpha: Any = 0.0,
       https://optax.readthedocs.io/en/latest/api/optimizer_schedules.html#optax.schedules.cosine_decay_schedule
       Loshchilov & Hutter 2017, SGDR, https://arxiv.org/abs/1608.03983
     """
-    init, alpha = _f("init_value", init_value), _f("alpha", alpha)
+    init, alpha = _lr("init_value", init_value), _lr("alpha", alpha)
     steps, exponent = _f("decay_steps", decay_steps, gt=0), _f("exponent", exponent)
     return lambda step: _anneal(init, init * alpha, _progress(f32(step), 0.0, steps), "cos",
                                 exponent)
@@ -234,7 +244,7 @@ def warmup(schedule: Schedule, warmup_steps: Any, init_value: Any = 0.0) -> Sche
     Args:
       schedule: any ``step -> lr`` function (jaxlr or optax).
       warmup_steps: length of the warm-up, >= 0.
-      init_value: value at step 0.
+      init_value: value at step 0, >= 0.
 
     Returns:
       ``schedule(step) -> lr``.
@@ -248,7 +258,7 @@ def warmup(schedule: Schedule, warmup_steps: Any, init_value: Any = 0.0) -> Sche
       Goyal et al. 2017, gradual warm-up, https://arxiv.org/abs/1706.02677
     """
     steps = _f("warmup_steps", warmup_steps, ge=0)
-    init = _f("init_value", init_value)
+    init = _lr("init_value", init_value)
 
     def warmed(step):
         step = f32(step)
@@ -268,11 +278,11 @@ def warmup_cosine_decay(init_value: Any, peak_value: Any, warmup_steps: Any, dec
     As in optax, ``peak_value == 0`` gives 0 after the warm-up whatever ``end_value``.
 
     Args:
-      init_value: value at step 0.
-      peak_value: value at the end of the warm-up.
+      init_value: value at step 0, >= 0.
+      peak_value: value at the end of the warm-up, >= 0.
       warmup_steps: length of the warm-up, >= 0.
       decay_steps: total length, warm-up included, > ``warmup_steps``.
-      end_value: value from ``decay_steps`` on.
+      end_value: value from ``decay_steps`` on, >= 0.
       exponent: power applied to the cosine factor.
 
     Returns:
@@ -287,9 +297,10 @@ def warmup_cosine_decay(init_value: Any, peak_value: Any, warmup_steps: Any, dec
     References:
       https://optax.readthedocs.io/en/latest/api/optimizer_schedules.html#optax.schedules.warmup_cosine_decay_schedule
     """
+    _lr("init_value", init_value)
     warm = _f("warmup_steps", warmup_steps, ge=0)
     total = _f("decay_steps", decay_steps, gt=0)
-    peak, end = _f("peak_value", peak_value), _f("end_value", end_value)
+    peak, end = _lr("peak_value", peak_value), _lr("end_value", end_value)
     _check(lambda w, d: w < d, "warmup_steps must be < decay_steps", warmup_steps=warmup_steps,
            decay_steps=decay_steps)
     alpha = jnp.where(peak == 0, 0.0, end / jnp.where(peak == 0, 1.0, peak))  # optax's alpha
@@ -343,7 +354,7 @@ def step_decay(init_value: Any, step_size: Any, factor: Any = 0.1) -> Schedule:
     ``lr(t) = init * factor**floor(t / step_size)``
 
     Args:
-      init_value: initial value.
+      init_value: initial value, >= 0.
       step_size: steps between cuts, > 0.
       factor: multiplier per cut (torch's ``gamma``), >= 0.
 
@@ -358,7 +369,7 @@ def step_decay(init_value: Any, step_size: Any, factor: Any = 0.1) -> Schedule:
     References:
       https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.StepLR.html
     """
-    init, size = _f("init_value", init_value), _f("step_size", step_size, gt=0)
+    init, size = _lr("init_value", init_value), _f("step_size", step_size, gt=0)
     factor = _f("factor", factor, ge=0)
     return lambda step: init * factor ** _ratio(f32(step), size, True)
 
@@ -370,7 +381,7 @@ def multistep_decay(init_value: Any, milestones: Any, factor: Any = 0.1) -> Sche
     counts twice, as in torch).
 
     Args:
-      init_value: initial value.
+      init_value: initial value, >= 0.
       milestones: non-decreasing steps >= 0 (a list of scalars, possibly traced, or a 1-D array,
         possibly a traced vector).
       factor: multiplier per milestone (torch's ``gamma``), >= 0.
@@ -386,7 +397,7 @@ def multistep_decay(init_value: Any, milestones: Any, factor: Any = 0.1) -> Sche
     References:
       https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.MultiStepLR.html
     """
-    init, factor = _f("init_value", init_value), _f("factor", factor, ge=0)
+    init, factor = _lr("init_value", init_value), _f("factor", factor, ge=0)
     marks = vector("milestones", milestones, ge=0, increasing=True, strict=False)
 
     def schedule(step):
@@ -410,7 +421,7 @@ def one_cycle(total_steps: Any, max_lr: Any, pct_start: Any = 0.3, anneal_strate
 
     Args:
       total_steps: length of the cycle, > 0.
-      max_lr: peak value.
+      max_lr: peak value, >= 0.
       pct_start: share of the cycle spent rising, in (0, 1), with ``pct_start * total_steps > 1``.
       anneal_strategy: ``"cos"`` or ``"linear"``.
       div_factor: ``max_lr / initial``, > 0.
@@ -432,7 +443,7 @@ def one_cycle(total_steps: Any, max_lr: Any, pct_start: Any = 0.3, anneal_strate
       Smith & Topin 2017, Super-convergence, https://arxiv.org/abs/1708.07120
     """
     _choice("anneal_strategy", anneal_strategy, ("cos", "linear"))
-    total, peak = _f("total_steps", total_steps, gt=0), _f("max_lr", max_lr)
+    total, peak = _f("total_steps", total_steps, gt=0), _lr("max_lr", max_lr)
     pct = _f("pct_start", pct_start, gt=0, lt=1)
     initial = peak / _f("div_factor", div_factor, gt=0)
     low = initial / _f("final_div_factor", final_div_factor, gt=0)
@@ -467,8 +478,8 @@ def cyclic(base_lr: Any, max_lr: Any, step_size_up: Any = 2000, step_size_down: 
     (``"triangular2"``) or ``gamma**t`` (``"exp_range"``).
 
     Args:
-      base_lr: lowest value (at the start of each cycle).
-      max_lr: highest value (before any scaling).
+      base_lr: lowest value (at the start of each cycle), >= 0.
+      max_lr: highest value (before any scaling), >= 0.
       step_size_up: steps rising, > 0.
       step_size_down: steps falling, > 0; None means ``step_size_up``.
       mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
@@ -487,7 +498,7 @@ def cyclic(base_lr: Any, max_lr: Any, step_size_up: Any = 2000, step_size_down: 
       Smith 2017, Cyclical learning rates, https://arxiv.org/abs/1506.01186
     """
     _choice("mode", mode, ("triangular", "triangular2", "exp_range"))
-    base, peak = _f("base_lr", base_lr), _f("max_lr", max_lr)
+    base, peak = _lr("base_lr", base_lr), _lr("max_lr", max_lr)
     up = _f("step_size_up", step_size_up, gt=0)
     down = up if step_size_down is None else _f("step_size_down", step_size_down, gt=0)
     gamma = _f("gamma", gamma, gt=0)
@@ -513,7 +524,7 @@ def inverse_time_decay(init_value: Any, decay_steps: Any, decay_rate: Any,
     ``lr(t) = init / (1 + decay_rate * p)``, ``p = t / decay_steps`` (floored if ``staircase``).
 
     Args:
-      init_value: initial value.
+      init_value: initial value, >= 0.
       decay_steps: steps per unit of ``p``, > 0.
       decay_rate: speed of the decay, >= 0.
       staircase: decay in whole jumps (a bool, may be traced).
@@ -529,7 +540,7 @@ def inverse_time_decay(init_value: Any, decay_steps: Any, decay_rate: Any,
     References:
       https://keras.io/api/optimizers/learning_rate_schedules/inverse_time_decay/
     """
-    init, steps = _f("init_value", init_value), _f("decay_steps", decay_steps, gt=0)
+    init, steps = _lr("init_value", init_value), _f("decay_steps", decay_steps, gt=0)
     rate = _f("decay_rate", decay_rate, ge=0)
     return lambda step: init / (1.0 + rate * _ratio(f32(step), steps, staircase))
 
@@ -546,11 +557,11 @@ def cosine_restarts(init_value: Any, first_decay_steps: Any, t_mul: Any = 2.0, m
     value is ``alpha * init_value`` (Keras gives NaN).
 
     Args:
-      init_value: initial value.
+      init_value: initial value, >= 0.
       first_decay_steps: length of the first period, > 0.
       t_mul: growth of the period length per restart, > 0.
       m_mul: growth of the restart value per restart, >= 0.
-      alpha: lowest value as a fraction of ``init_value``.
+      alpha: lowest value as a fraction of ``init_value``, >= 0.
 
     Returns:
       ``schedule(step) -> lr``.
@@ -565,7 +576,7 @@ def cosine_restarts(init_value: Any, first_decay_steps: Any, t_mul: Any = 2.0, m
       https://keras.io/api/optimizers/learning_rate_schedules/cosine_decay_restarts/
       Loshchilov & Hutter 2017, SGDR, https://arxiv.org/abs/1608.03983
     """
-    init, alpha = _f("init_value", init_value), _f("alpha", alpha)
+    init, alpha = _lr("init_value", init_value), _lr("alpha", alpha)
     first = _f("first_decay_steps", first_decay_steps, gt=0)
     t_mul, m_mul = _f("t_mul", t_mul, gt=0), _f("m_mul", m_mul, ge=0)
     flat = t_mul == 1
@@ -600,12 +611,12 @@ def warmup_stable_decay(peak_value: Any, total_steps: Any, warmup_steps: Any, de
     (``"1-sqrt"``); ``end_value`` from ``total_steps`` on.
 
     Args:
-      peak_value: value of the stable phase.
+      peak_value: value of the stable phase, >= 0.
       total_steps: length of the schedule, > 0.
       warmup_steps: length of the warm-up, >= 0.
       decay_steps: length of the decay, >= 0, with ``warmup_steps + decay_steps <= total_steps``.
-      init_value: value at step 0.
-      end_value: value at and after ``total_steps``.
+      init_value: value at step 0, >= 0.
+      end_value: value at and after ``total_steps``, >= 0.
       decay_shape: ``"linear"``, ``"cosine"`` or ``"1-sqrt"``.
 
     Returns:
@@ -621,9 +632,9 @@ def warmup_stable_decay(peak_value: Any, total_steps: Any, warmup_steps: Any, de
       Hu et al. 2024, MiniCPM, https://arxiv.org/abs/2404.06395
     """
     _choice("decay_shape", decay_shape, ("linear", "cosine", "1-sqrt"))
-    peak, total = _f("peak_value", peak_value), _f("total_steps", total_steps, gt=0)
+    peak, total = _lr("peak_value", peak_value), _f("total_steps", total_steps, gt=0)
     warm, decay = _f("warmup_steps", warmup_steps, ge=0), _f("decay_steps", decay_steps, ge=0)
-    init, end = _f("init_value", init_value), _f("end_value", end_value)
+    init, end = _lr("init_value", init_value), _lr("end_value", end_value)
     _check(lambda w, d, t: w + d <= t, "warmup_steps + decay_steps must be <= total_steps",
            "; shorten the warm-up or the decay", warmup_steps=warmup_steps,
            decay_steps=decay_steps, total_steps=total_steps)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxlr import _checks
+from jaxlr._optim import checks as _checks
 
 Schedule = Callable[[Any], Any]
 
@@ -73,7 +73,8 @@ def reduce_on_plateau(
     varying ``base`` the LR then follows ``base(step) * scale``.
 
     All numeric arguments may be traced (each member of a vmapped sweep may have its own
-    ``factor``, ``patience``, ``threshold``...); the state is a small NamedTuple of scalars.
+    ``factor``, ``patience``, ``threshold``...); the state is a small NamedTuple of float32 and
+int32 scalars whatever ``jax_enable_x64`` (a ``lax.scan`` carry keeps its dtypes).
 
     Args:
         base: the LR before any cut, a float or a schedule ``step -> lr``.
@@ -113,13 +114,13 @@ def reduce_on_plateau(
     if callable(base):
         base_fn = base
     else:
-        _checks.hparam("base", base, ge=0)
+        _checks.hparam("base", base, ge=0, fix=_checks.NEGATIVE_LR)
         base_fn = lambda step: base  # noqa: ARG005
     _checks.hparam("factor", factor, gt=0, lt=1)
     _checks.hparam("patience", patience, ge=0, integer=True)
     _checks.hparam("threshold", threshold, ge=0)
     _checks.hparam("cooldown", cooldown, ge=0, integer=True)
-    _checks.hparam("min_lr", min_lr, ge=0)
+    _checks.hparam("min_lr", min_lr, ge=0, fix=_checks.NEGATIVE_LR)
     _checks.hparam("eps", eps, ge=0)
     _checks.hparam("accumulate", accumulate, ge=1, integer=True)
     f32 = _checks.f32

@@ -14,8 +14,14 @@ result files alone) holds:
 - ``sweep.png`` / ``finder.png`` (with matplotlib) and ``checkpoints/`` (the sweep's).
 
 Files are written to a temporary name and renamed into place, so a killed run never leaves a
-half-written record. :func:`load` reads a run back; trained parameters are not in
+half-written record. :func:`load` reads a run back, and checks it first: a file jaxlr did not
+write (or a damaged one) is one ``ValueError`` naming the file, and the arrays must match the
+``arrays_sha256`` of ``summary.json`` when it has one. Trained parameters are not in
 ``results.npz``, but a run of the ``jaxlr`` command restores them from its last checkpoint.
+
+The ``jaxlr`` command writes only into a new or empty directory (or refuses a jaxlr run
+directory with the command that continues it): a user's own ``summary.json`` is never
+overwritten. Paths in the hints it prints are shell-quoted, ready to paste.
 """
 
 from __future__ import annotations
@@ -25,9 +31,12 @@ import json
 import math
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import warnings
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
@@ -37,8 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxlr._grid import Grid
-from jaxlr._result import SweepResult
+from jaxlr._sweep import Grid, SweepResult
 
 CONFIG = "config.json"
 ENVIRONMENT = "environment.json"
@@ -58,16 +66,16 @@ _NO_PARAMS = ("trained params are not stored in results.npz (only the curves are
 # --------------------------------------------------------------------------- files
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """JSON-safe: numpy scalars/arrays to Python, non-finite floats to None."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
+        return plain(value.tolist())
     if isinstance(value, np.generic):
-        return _plain(value.item())
+        return plain(value.item())
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Path):
@@ -91,12 +99,34 @@ def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically (NaN/inf become null)."""
-    text = json.dumps(_plain(obj), indent=2, allow_nan=False) + "\n"
+    text = json.dumps(plain(obj), indent=2, allow_nan=False) + "\n"
     _atomic_write(Path(path), lambda f: f.write(text))
 
 
 def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def quote(path: str | os.PathLike) -> str:
+    """``path`` as one shell word, for the commands printed in hints."""
+    return shlex.quote(str(path))
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    """The ``config.json`` of a run of the ``jaxlr`` command. Raises ``OSError`` when it
+    cannot be read, and a ``ValueError`` naming the file when jaxlr did not write it."""
+    path = Path(path)
+    try:
+        config = read_json(path)
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        config, problem = None, "it is not JSON"
+    else:
+        problem = "it has no jaxlr command, version and settings"
+    if (isinstance(config, dict) and config.get("command") in ("sweep", "find")
+            and "jaxlr_version" in config and isinstance(config.get("settings"), dict)):
+        return config
+    raise ValueError(f"{path} was not written by jaxlr ({problem}); give a directory written "
+                     "by jaxlr sweep or jaxlr find")
 
 
 def make_run_dir(out: str | os.PathLike | None, command: str) -> Path:
@@ -115,9 +145,22 @@ def make_run_dir(out: str | os.PathLike | None, command: str) -> Path:
     if path.exists() and not path.is_dir():
         raise ValueError(f"the run directory {path} is an existing file; pass --out DIR with a "
                          "directory path")
-    if path.is_dir() and any(p.name in (RESULTS, FINDER, CONFIG) for p in path.iterdir()):
-        raise ValueError(f"{path} already holds a jaxlr run; pass another --out DIR (or "
-                         f"continue it with: jaxlr resume {path})")
+    entries = sorted(p.name for p in path.iterdir()) if path.is_dir() else []
+    if entries:  # never write into a directory holding anything: no file is overwritten
+        try:
+            command = read_config(path / CONFIG)["command"]
+        except (OSError, ValueError):
+            command = None
+        if command is not None:
+            what = (f"continue it with: jaxlr resume {quote(path)}" if command == "sweep" else
+                    f"re-print it with: jaxlr report {quote(path)}")
+            raise ValueError(f"{path} already holds a jaxlr {command} run; pass another --out "
+                             f"DIR, or {what}")
+        shown = ", ".join(entries[:4]) + (f" and {len(entries) - 4} more" * (len(entries) > 4))
+        raise ValueError(f"--out {quote(path)}: the directory is not empty and is not a jaxlr run "
+                         f"directory (it holds {shown}); jaxlr writes only into a new or empty "
+                         f"directory, so that none of your files is overwritten: pass --out "
+                         f"with one, e.g. --out {quote(path / 'jaxlr-run')}")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=path, prefix=".probe-", delete=True)
@@ -128,7 +171,7 @@ def make_run_dir(out: str | os.PathLike | None, command: str) -> Path:
     return path
 
 
-def _version(dist: str) -> str | None:
+def package_version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
@@ -144,7 +187,7 @@ def environment() -> dict[str, Any]:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS/Windows
         cores = os.cpu_count()
-    versions = {d: _version(d) for d in ("jaxlr", "jax", "jaxlib", "optax", "flax", "numpy",
+    versions = {d: package_version(d) for d in ("jaxlr", "jax", "jaxlib", "optax", "flax", "numpy",
                                          "scikit-learn", "matplotlib", "tqdm")}
     return {
         "versions": versions,
@@ -373,7 +416,7 @@ def save(result: SweepResult, directory: str | os.PathLike, *, plot: bool = True
     _write_npz(d / RESULTS, arrays)
     summary = summarize(result, diagnosis)
     summary["arrays_sha256"] = digest(arrays)
-    summary = _plain({**summary, **(extra or {})})
+    summary = plain({**summary, **(extra or {})})
     write_json(d / SUMMARY, summary)
     if plot:
         plot_sweep_png(result, d)
@@ -409,10 +452,10 @@ class SavedSweepResult(SweepResult):
         if self._restore_error is not None:
             return False
         try:
-            config = read_json(self.directory / CONFIG)
-            if config.get("command") != "sweep":
+            config = read_config(self.directory / CONFIG)
+            if config["command"] != "sweep":
                 raise ValueError("the run was not written by `jaxlr sweep`")
-            from jaxlr._cli import restore_state
+            from jaxlr._cli.commands import restore_state
 
             state, assemble = restore_state(config, self.directory / CHECKPOINTS, len(self))
         except (OSError, KeyError):
@@ -465,11 +508,15 @@ def load(directory: str | os.PathLike) -> Any:
 
     Raises:
         FileNotFoundError: the directory holds no results (e.g. a sweep that did not finish:
-            continue it with ``jaxlr resume DIR``).
+            continue it with ``jaxlr resume DIR``; or a ``config.json`` jaxlr did not write).
+        ValueError: ``results.npz`` / ``finder.npz`` is not a readable ``.npz``, lacks arrays
+            jaxlr writes, has inconsistent shapes, or does not match the ``arrays_sha256`` of
+            the directory's ``summary.json`` (checked when present): the message names the
+            file and the problem.
 
     Example:
         >>> import tempfile, numpy as np, jax.numpy as jnp, jaxlr
-        >>> from jaxlr._records import load
+        >>> from jaxlr import load
         >>> x = jnp.linspace(-1, 1, 32)[:, None]; y = 3 * x[:, 0]
         >>> res = jaxlr.sweep(lambda key: jnp.zeros(1),
         ...                   lambda w, b: jnp.mean((b[0] @ w - b[1]) ** 2), (x, y),
@@ -493,16 +540,83 @@ def load(directory: str | os.PathLike) -> Any:
         raise FileNotFoundError(f"{d} is not a directory; give a run directory written by "
                                 "jaxlr sweep or jaxlr find (e.g. runs/<timestamp>-sweep)")
     if (d / CONFIG).is_file():
-        raise FileNotFoundError(f"the run in {d} did not finish (no {RESULTS}); continue it "
-                                f"with: jaxlr resume {d}")
+        try:
+            command = read_config(d / CONFIG)["command"]
+        except ValueError as e:
+            raise FileNotFoundError(f"{d} holds no {RESULTS} or {FINDER}, and {e}") from None
+        hint = (f"continue it with: jaxlr resume {quote(d)}" if command == "sweep" else
+                "rerun it with: jaxlr find --out DIR")
+        raise FileNotFoundError(f"the run in {d} did not finish (no {RESULTS}); {hint}")
     raise FileNotFoundError(f"{d} holds no jaxlr run (no {RESULTS} or {FINDER}); give a "
                             "directory written by jaxlr sweep or jaxlr find")
 
 
+_SWEEP_ARRAYS = ("loss", "lr", "diverged", "diverged_at", "eval_steps", "hparam_names")
+_FINDER_ARRAYS = ("lrs", "losses", "diverged_at", "seeds", "beta", "divergence_factor")
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(f"{type(e).__name__}: {e}".split())
+
+
+def _read_npz(path: Path, required: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays of a ``.npz`` jaxlr wrote, checked against the ``arrays_sha256`` of the
+    ``summary.json`` beside it (when there is one). Raises ValueError naming the file."""
+    rerun = "re-run the jaxlr command that wrote it (or restore the original file)"
+    try:
+        if not zipfile.is_zipfile(path):  # also a truncated one: no central directory
+            raise ValueError("it is not a zip archive")
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        why = " ".join(str(e).split()) if type(e) is ValueError else _one_line(e)
+        raise ValueError(f"{path} is not a readable .npz file ({why}); it was not written by "
+                         f"jaxlr or is damaged: {rerun}") from None
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise ValueError(f"{path} lacks the arrays {', '.join(missing)} that jaxlr writes; it "
+                         f"was not written by jaxlr (or by an incompatible version): {rerun}")
+    summary_path = path.parent / SUMMARY
+    if summary_path.is_file():
+        try:
+            summary = read_json(summary_path)
+        except ValueError as e:
+            raise ValueError(f"{summary_path} is not JSON ({_one_line(e)}), so {path} cannot be "
+                             f"verified; restore it, or delete it to load {path} unverified"
+                             ) from None
+        expected = summary.get("arrays_sha256") if isinstance(summary, dict) else None
+        if expected is not None and digest(arrays) != expected:
+            raise ValueError(f"{path} does not match the arrays_sha256 in {summary_path}: the "
+                             f"arrays changed after the run wrote them; {rerun}")
+    return arrays
+
+
+def _check_shapes(path: Path, a: dict[str, np.ndarray], names: list[str]) -> None:
+    loss = a["loss"]
+    if loss.ndim != 2:
+        raise ValueError(f"{path}: loss has shape {loss.shape}, not [members, steps]; the file "
+                         "is damaged or was not written by jaxlr")
+    m, e = loss.shape[0], a["eval_steps"].shape
+    want = {"lr": loss.shape, "diverged": (m,), "diverged_at": (m,), "pruned_at": (m,),
+            **{f"hp_{n}": (m,) for n in names}}
+    if len(e) == 1 and "eval" in a:
+        want.update({k: (m, *e) for k in a if k.startswith("eval") and k != "eval_steps"})
+    for k, shape in want.items():
+        if k in a and a[k].shape != shape:
+            raise ValueError(f"{path}: {k} has shape {a[k].shape}, but loss of shape "
+                             f"{loss.shape} needs {shape}; the file is damaged or was not "
+                             "written by jaxlr")
+
+
 def _load_sweep(d: Path) -> SavedSweepResult:
-    with np.load(d / RESULTS) as z:
-        a = {k: z[k] for k in z.files}
-    names = [str(n) for n in a["hparam_names"]]
+    path = d / RESULTS
+    a = _read_npz(path, _SWEEP_ARRAYS)
+    names = [str(n) for n in np.atleast_1d(a["hparam_names"])]
+    missing = [f"hp_{n}" for n in names if f"hp_{n}" not in a]
+    if missing:
+        raise ValueError(f"{path} lacks the arrays {', '.join(missing)} named in its "
+                         "hparam_names; the file is damaged or was not written by jaxlr")
+    _check_shapes(path, a, names)
     grid = Grid({n: a[f"hp_{n}"] for n in names})
     aux = {k[len("eval_"):]: v for k, v in a.items()
            if k.startswith("eval_") and k != "eval_steps"}
@@ -528,7 +642,7 @@ def save_finder(result: Any, directory: str | os.PathLike, *, plot: bool = True,
     _write_npz(d / FINDER, arrays)
     summary = finder_summary(result)
     summary["arrays_sha256"] = digest(arrays)
-    summary = _plain({**summary, **(extra or {})})
+    summary = plain({**summary, **(extra or {})})
     write_json(d / SUMMARY, summary)
     if plot:
         plot_finder_png(result, d)
@@ -571,10 +685,14 @@ def load_finder(directory: str | os.PathLike) -> Any:
     same stop rule, smoothing and suggestions)."""
     from jaxlr._finder import FinderResult
 
-    with np.load(Path(directory) / FINDER) as z:
-        a = {k: z[k] for k in z.files}
+    path = Path(directory) / FINDER
+    a = _read_npz(path, _FINDER_ARRAYS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # already shown when it ran
-        return FinderResult.from_curves(a["lrs"], a["losses"], beta=float(a["beta"]),
-                                        divergence_factor=float(a["divergence_factor"]),
-                                        diverged_at=a["diverged_at"], seeds=a["seeds"])
+        try:
+            return FinderResult.from_curves(a["lrs"], a["losses"], beta=float(a["beta"]),
+                                            divergence_factor=float(a["divergence_factor"]),
+                                            diverged_at=a["diverged_at"], seeds=a["seeds"])
+        except (ValueError, TypeError, IndexError) as e:
+            raise ValueError(f"{path} does not hold a jaxlr LR range test ({_one_line(e)}); "
+                             "the file is damaged or was not written by jaxlr") from None

@@ -18,9 +18,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlr._grid import grid
-from jaxlr._optimizers import adam
-from jaxlr._sweep import DivergenceRule, sweep
+from jaxlr._optim import adam
+from jaxlr._sweep import DivergenceRule, grid, sweep
 
 #: Floor of the divergence scale relative to the start level (see :func:`find_lr`).
 _FLOOR = 0.01

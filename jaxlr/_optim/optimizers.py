@@ -3,6 +3,16 @@
 Each alias is a chain of optax primitives plus :func:`jaxlr.scale_by_learning_rate`, wrapped so
 that the arithmetic runs in at least float32 while the state keeps the parameters' dtype (bf16
 parameters do not round ``b2=0.999`` to 1). ``convention="torch"`` switches to PyTorch's numerics.
+
+The learning rate is float32 whatever the parameters' dtype and ``jax_enable_x64`` (it lives in
+the state, see :func:`jaxlr.current_lr`); so is every traced hyperparameter. A concrete one is
+passed on to optax as the Python float given (weakly typed: float32 arithmetic with float32
+parameters, x64 or not), which keeps the numbers identical to optax's. The state layout
+never depends on a hyperparameter's value: ``momentum=None`` (optax's default) keeps no momentum
+buffer, any given momentum (0.0 included, concrete or traced) keeps one, exactly as optax's
+``sgd``/``rmsprop`` (``optax/_src/alias.py``: ``if momentum is not None: transform.trace(...)``).
+So ``optax.inject_hyperparams(jaxlr.sgd)`` and a vmapped sweep over ``momentum`` work, whether
+``init`` runs eagerly or under ``jit``.
 """
 
 from __future__ import annotations
@@ -13,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxlr import _checks
-from jaxlr._learning_rate import LearningRate, scale_by_learning_rate
+from jaxlr._optim import checks as _checks
+from jaxlr._optim.learning_rate import LearningRate, scale_by_learning_rate
 
 _CONVENTIONS = ("optax", "torch")
 
@@ -26,10 +36,21 @@ def _convention(convention: str) -> bool:
     return convention == "torch"
 
 
+# What to do instead, appended to a range error (house style: argument, value and fix).
+_IN_0_1 = "; use a value in [0, 1)"
+_FIX = {
+    "momentum": f"{_IN_0_1}, e.g. 0.9, or momentum=None for no momentum buffer",
+    "decay": f"{_IN_0_1}, e.g. 0.9 (optax) or 0.99 (torch's alpha); 1 never lets a gradient in",
+    "b1": f"{_IN_0_1}, e.g. b1=0.9",
+    "b2": f"{_IN_0_1}, e.g. b2=0.999",
+}
+
+
 def _h(name: str, value: Any, **bounds: float) -> Any:
     """A float hyperparameter, checked when concrete: a Python float (weakly typed, exactly as
-    optax gets it) or, when traced, a float32 scalar."""
-    value = _checks.hparam(name, value, **bounds)
+    optax gets it: optax does Python arithmetic on it, e.g. ``1 - decay``, so rounding it first
+    would change the numbers) or, when traced, a float32 scalar."""
+    value = _checks.hparam(name, value, fix=_FIX.get(name, ""), **bounds)
     return _checks.f32(value) if _checks.is_traced(value) else float(value)
 
 
@@ -41,15 +62,15 @@ def _at_least_f32(x: Any) -> Any:
     return x
 
 
-def _is_zero(value: Any) -> bool:
-    """Concretely zero (then a momentum buffer is not needed); traced values are never."""
-    return _checks.concrete(value) == 0.0
-
-
 def _momentum(momentum: Any, nesterov: bool) -> optax.GradientTransformation:
-    if _is_zero(_checks.hparam("momentum", momentum, ge=0)) and not nesterov:
+    """optax's rule (alias.py, ``sgd`` and ``rmsprop``): a buffer iff ``momentum is not None``.
+
+    Never a branch on the value: a concrete 0.0 keeps a buffer too, so the state has the same
+    layout whether ``momentum`` is concrete or traced (inject_hyperparams, vmap).
+    """
+    if momentum is None:
         return optax.identity()
-    return optax.trace(decay=_h("momentum", momentum, ge=0), nesterov=nesterov)
+    return optax.trace(decay=_h("momentum", momentum, ge=0, lt=1), nesterov=nesterov)
 
 
 def _alias(*transforms: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
@@ -84,7 +105,7 @@ def _scale_by_rss_torch(initial_accumulator_value: Any, eps: Any) -> optax.Gradi
 
 def sgd(
     learning_rate: LearningRate,
-    momentum: float = 0.0,
+    momentum: float | None = None,
     nesterov: bool = False,
     *,
     convention: str = "optax",
@@ -100,8 +121,10 @@ def sgd(
 
     Args:
         learning_rate: float, traced scalar, schedule or controller.
-        momentum: :math:`\mu \ge 0`; a concrete 0 keeps no momentum buffer.
-        nesterov: use Nesterov momentum.
+        momentum: :math:`\mu \in [0, 1)`, or ``None`` (the default, optax's): plain SGD with no
+            momentum buffer. Any value, 0.0 included, concrete or traced, keeps a buffer (as
+            ``optax.sgd``), so the state layout never depends on the value.
+        nesterov: use Nesterov momentum (ignored when ``momentum`` is None, as in optax).
         convention: ``"optax"`` or ``"torch"`` (identical numerics for SGD).
 
     Returns:
@@ -177,7 +200,7 @@ def rmsprop(
     eps: float = 1e-8,
     initial_scale: float = 0.0,
     centered: bool = False,
-    momentum: float = 0.0,
+    momentum: float | None = None,
     nesterov: bool = False,
     *,
     convention: str = "optax",
@@ -197,12 +220,16 @@ def rmsprop(
 
     Args:
         learning_rate: float, traced scalar, schedule or controller.
-        decay: :math:`\rho \in [0, 1]` (default per convention).
+        decay: :math:`\rho \in [0, 1)` (default per convention).
         eps: :math:`\epsilon \ge 0`.
         initial_scale: :math:`v_0 \ge 0`.
         centered: subtract the squared running mean of gradients.
-        momentum: :math:`\mu \ge 0`; a concrete 0 keeps no buffer.
-        nesterov: Nesterov momentum (an optax extension; torch's RMSprop has none).
+        momentum: :math:`\mu \in [0, 1)`, or ``None`` (the default, optax's): no momentum
+            buffer. Any value, 0.0 included, concrete or traced, keeps one (as
+            ``optax.rmsprop``; with ``convention="torch"`` a momentum of 0 is torch's no-momentum
+            update, with a buffer).
+        nesterov: Nesterov momentum (an optax extension; torch's RMSprop has none; ignored
+            when ``momentum`` is None).
         convention: ``"optax"`` or ``"torch"``.
 
     Returns:
@@ -221,7 +248,7 @@ def rmsprop(
         ``torch.optim.RMSprop``: https://pytorch.org/docs/stable/generated/torch.optim.RMSprop.html
     """
     torch = _convention(convention)
-    decay = _h("decay", (0.99 if torch else 0.9) if decay is None else decay, ge=0, le=1)
+    decay = _h("decay", (0.99 if torch else 0.9) if decay is None else decay, ge=0, lt=1)
     kwargs = dict(decay=decay, eps=_h("eps", eps, ge=0),
                   initial_scale=_h("initial_scale", initial_scale, ge=0), eps_in_sqrt=not torch)
     scale = optax.scale_by_stddev(**kwargs) if centered else optax.scale_by_rms(**kwargs)

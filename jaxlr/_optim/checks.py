@@ -69,11 +69,13 @@ def hparam(
     lt: float | None = None,
     le: float | None = None,
     integer: bool = False,
+    fix: str = "",
 ) -> Any:
     """Check a scalar hyperparameter against bounds (only when concrete) and return it.
 
     Example: ``hparam("decay_steps", n, gt=0, integer=True)`` raises
-    ``ValueError("decay_steps must be > 0, got decay_steps=-3")``.
+    ``ValueError("decay_steps must be > 0, got decay_steps=-3")``. ``fix`` (e.g. ``"; use
+    momentum=None for none"``) is appended to a bound's message, to say what to do instead.
     """
     scalar(name, value)
     v = concrete(value)
@@ -85,10 +87,14 @@ def hparam(
               (le, "<=", v <= le if le is not None else True)]
     for bound, op, ok in bounds:
         if bound is not None and not ok:
-            raise ValueError(f"{name} must be {op} {_fmt(bound)}, got {name}={_fmt(v)}")
+            raise ValueError(f"{name} must be {op} {fmt(bound)}, got {name}={fmt(v)}{fix}")
     if integer and v != int(v):
-        raise ValueError(f"{name} must be a whole number of steps, got {name}={_fmt(v)}")
+        raise ValueError(f"{name} must be a whole number of steps, got {name}={fmt(v)}")
     return value
+
+
+NEGATIVE_LR = ("; a negative learning rate would train by gradient ascent (to maximise a metric, "
+               "minimise its negative)")
 
 
 def require(ok: bool, message: str) -> None:
@@ -117,15 +123,15 @@ def vector(name: str, values: Any, *, ge: float | None = None, increasing: bool 
     if all(c is not None for c in conc):
         for i, c in enumerate(conc):
             if ge is not None and c < ge:
-                raise ValueError(f"{name} must all be >= {_fmt(ge)}, got {name}[{i}]={_fmt(c)}")
+                raise ValueError(f"{name} must all be >= {fmt(ge)}, got {name}[{i}]={fmt(c)}")
         if increasing:
             for i in range(1, len(conc)):
                 bad = conc[i] <= conc[i - 1] if strict else conc[i] < conc[i - 1]
                 if bad:
                     kind = "strictly increasing" if strict else "non-decreasing"
                     raise ValueError(
-                        f"{name} must be {kind}, got {name}={[_fmt(c) for c in conc]} "
-                        f"({name}[{i}]={_fmt(conc[i])} after {_fmt(conc[i - 1])}); sort them"
+                        f"{name} must be {kind}, got {name}={[fmt(c) for c in conc]} "
+                        f"({name}[{i}]={fmt(conc[i])} after {fmt(conc[i - 1])}); sort them"
                     )
     if not items:
         return jnp.zeros((0,), jnp.float32)
@@ -137,7 +143,7 @@ def f32(x: Any) -> jax.Array:
     return jnp.asarray(x, jnp.float32)
 
 
-def _fmt(v: float) -> str:
+def fmt(v: float) -> str:
     return str(int(v)) if float(v).is_integer() and abs(v) < 1e15 else f"{v:g}"
 
 

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from jaxlr import _checks
+from jaxlr._optim import hparam
 
 
 class SuccessiveHalving(NamedTuple):
@@ -102,7 +102,7 @@ def successive_halving(min_steps: int = 100, reduction_factor: int = 3, *, by: s
         Jamieson & Talwalkar 2016, successive halving: https://arxiv.org/abs/1502.07943;
         Li et al. 2018, Hyperband: https://jmlr.org/papers/v18/16-558.html
     """
-    min_steps = int(_checks.hparam("min_steps", min_steps, gt=0, integer=True))
+    min_steps = int(hparam("min_steps", min_steps, gt=0, integer=True))
     try:
         eta = float(reduction_factor)
     except (TypeError, ValueError):

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
-import types
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
@@ -17,21 +16,23 @@ import optax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxlr import _checkpoint, _checks
-from jaxlr._data import (
-    _batch_indices,
-    _chain_first,
-    _gather,
-    _is_array_data,
-    _num_examples,
-    _peek,
-    _stack_batches,
+from jaxlr._optim import LearningRateState, hparam
+from jaxlr._sweep import checkpoint as _checkpoint
+from jaxlr._sweep import checks
+from jaxlr._sweep import memory as _memory
+from jaxlr._sweep.data import (
+    batch_indices,
+    chain_first,
+    gather,
+    is_array_data,
+    num_examples,
+    peek,
+    stack_batches,
 )
-from jaxlr._grid import Grid, grid
-from jaxlr._learning_rate import LearningRateState
-from jaxlr._models import Model, adapt
-from jaxlr._prune import SuccessiveHalving
-from jaxlr._result import SweepResult
+from jaxlr._sweep.grid import Grid, grid
+from jaxlr._sweep.models import Model, adapt
+from jaxlr._sweep.policies import SuccessiveHalving
+from jaxlr._sweep.result import SweepResult
 
 
 class DivergenceRule(NamedTuple):
@@ -47,7 +48,7 @@ class DivergenceRule(NamedTuple):
 
 def blowup_rule(factor: float) -> DivergenceRule:
     r"""Diverged when :math:`loss_t - loss_0 > factor \cdot |loss_0|` (``loss_0``: step 0's)."""
-    _checks.hparam("divergence_factor", factor, gt=0)
+    hparam("divergence_factor", factor, gt=0)
 
     def update(loss0, t, loss):
         loss0 = jnp.where(t == 0, loss, loss0)
@@ -138,10 +139,16 @@ def sweep(
     parameters non-finite, which the next step's loss shows; that member is frozen there, with
     those parameters. A frozen member's optimizer state is never used again.
 
-    The compiled programs are cached: sweeping the same functions again (the same code and
-    the same closed-over objects, e.g. a lambda defined in a loop over a fixed model) with
-    the same static settings neither traces nor compiles. As with ``jax.jit``, Python values
-    closed over are read at the first trace; swept values belong in the grid.
+    Every call traces its functions afresh, so it sees the values they read now (globals,
+    closure cells, defaults, attributes of closed-over objects): a program compiled for an
+    earlier call is never reused for them. Within a call each program compiles once, whatever
+    the grid; only the batch-index program, which depends on nothing but static integers, is
+    shared across calls. Swept values belong in the grid (traced, one compile for all).
+
+    Before step 0 the inputs are checked (``jaxlr._sweep.checks``: the loss's signature and
+    output, non-finite or list data, ``eval_data`` against the model, the keys ``optimizer``
+    reads) and the compiled program's memory (XLA's estimate) is compared with what the devices
+    have free: a sweep that does not fit raises ``MemoryError`` with the largest M that does.
 
     Training runs in chunks of ``chunk_size`` scanned steps (one compiled chunk reused; the
     last chunk is padded with masked steps, so it does not recompile). Between chunks the
@@ -163,7 +170,10 @@ def sweep(
             member), or an iterable of such batches (shared by all members, consumed in chunks).
         optimizer: ``hp -> optax transform`` for one member; ``hp`` maps each grid axis (and
             ``"seed"``) to a traced scalar.
-        grid: a :class:`Grid` (or a dict, passed to :func:`jaxlr.grid`).
+        grid: a :class:`Grid` (or a dict, passed to :func:`jaxlr.grid`). Every axis but
+            ``seed`` must be read by ``optimizer(hp)`` (else members would train identically:
+            a misspelt name is refused before step 0); an axis whose name starts with ``_`` is
+            a label that need not be read.
         steps: training steps per member (> 0).
         batch_size: examples per batch (<= number of examples).
         eval_data: optional data evaluated in full every ``eval_every`` steps and at the end.
@@ -174,11 +184,15 @@ def sweep(
             data, places only its own members' shards, and receives the whole result), or a
             list of devices.
         checkpoint: a directory: after every chunk the state is saved there atomically (see
-            ``jaxlr._checkpoint``), and a sweep started with a directory that holds a checkpoint
-            of the same configuration resumes from it, to the same result as an uninterrupted
-            run. With an iterable ``data``, pass a fresh iterable: consumed batches are skipped.
-            With many processes, process 0 writes and every process reads: use a disk they
-            share.
+            ``jaxlr._sweep.checkpoint``), and a sweep started with a directory that holds a
+            checkpoint of the same program resumes from it, to the same result as an
+            uninterrupted run. "The same program": the same settings, the same structure,
+            shapes and dtypes of the trained state, the same data and eval data (SHA-256 of
+            the arrays; of an iterable, its first batch) and the same lowered training program
+            (so the same model, loss, optimizer and the values they read); a checkpoint of
+            another program is refused with a ValueError naming what differs. With an iterable
+            ``data``, pass a fresh iterable: consumed batches are skipped. With many processes,
+            process 0 writes and every process reads: use a disk they share.
         progress: show a tqdm progress bar.
         chunk_size: steps per compiled chunk (default: ``eval_every`` if given, else the whole
             run when ``progress=False`` and nothing happens between chunks (see above), else
@@ -206,20 +220,21 @@ def sweep(
     References:
         JAX sharding: https://docs.jax.dev/en/latest/sharded-computation.html
     """
-    steps = int(_checks.hparam("steps", steps, gt=0, integer=True))
-    batch_size = int(_checks.hparam("batch_size", batch_size, gt=0, integer=True))
+    steps = int(hparam("steps", steps, gt=0, integer=True))
+    batch_size = int(hparam("batch_size", batch_size, gt=0, integer=True))
     rule = blowup_rule(divergence_factor) if divergence is None else divergence
     g = grid if isinstance(grid, Grid) else _grid_from(grid)
     if not callable(optimizer):
         raise ValueError(f"optimizer must be a function hp -> optax transform, got {optimizer!r}")
     if eval_every is not None:
-        eval_every = int(_checks.hparam("eval_every", eval_every, gt=0, integer=True))
+        eval_every = int(hparam("eval_every", eval_every, gt=0, integer=True))
     if prune is not None and not isinstance(prune, SuccessiveHalving):
         raise ValueError(f"prune must be jaxlr.successive_halving(...), got {prune!r}")
 
-    in_memory = _is_array_data(data)
+    checks.arguments(loss_fn, data, eval_data)  # signature, Python lists, non-finite values
+    in_memory = is_array_data(data)
     if in_memory:
-        n = _num_examples("data", data)
+        n = num_examples("data", data)
         if batch_size > n:
             raise ValueError(f"batch_size must be <= the number of examples, got batch_size="
                              f"{batch_size} with {n} examples; lower batch_size")
@@ -230,12 +245,12 @@ def sweep(
         raise ValueError("data must be a tuple/dict of arrays (examples on axis 0) or an iterable "
                          f"of such batches, got {type(data).__name__}")
     if eval_data is not None:
-        _num_examples("eval_data", eval_data)
+        num_examples("eval_data", eval_data)
 
     place = _Placement(devices)
     devices = place.devices
     m_real = len(g)
-    cols = dict(g.columns)
+    cols = dict(g.columns)  # float32 / int32 columns (Grid), with or without x64
     if "seed" not in cols:
         cols["seed"] = np.zeros(m_real, np.int32)
     seeds_unique, seed_pos = np.unique(cols["seed"], return_inverse=True)
@@ -244,12 +259,15 @@ def sweep(
     quiet = in_memory and not progress and checkpoint is None and prune is None and (
         len(seeds_unique) * steps * batch_size <= _WHOLE_RUN_INDICES)
     k = (_default_chunk(steps, eval_every, prune, quiet) if chunk_size is None else
-         int(_checks.hparam("chunk_size", chunk_size, gt=0, integer=True)))
+         int(hparam("chunk_size", chunk_size, gt=0, integer=True)))
     if eval_every is not None and eval_every % k:
         raise ValueError(f"eval_every must be a multiple of chunk_size, got eval_every="
                          f"{eval_every}, chunk_size={k}")
 
     by_member, replicated = place.by_member, place.replicated
+    # a checkpoint is resumed only with the same data: their digests, from the host arrays
+    digests = None if checkpoint is None else (
+        _checkpoint.tree_digest(data) if in_memory else None, _checkpoint.tree_digest(eval_data))
     rows = _Rows(np.arange(m_real), len(devices))
     # everything the programs read, onto the mesh in ONE transfer call (dtypes canonicalised)
     hp, seed_pos, seeds_dev, data, eval_data = place.put(
@@ -259,11 +277,11 @@ def sweep(
         sample_batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
             (batch_size, *a.shape[1:]), a.dtype), data)
     else:
-        sample_batch = _peek(batches, "data")
-        batches = _chain_first(sample_batch, batches)
+        sample_batch = peek(batches, "data")
+        batches = chain_first(sample_batch, batches)
     hp0 = {kk: v[0] for kk, v in cols.items() if kk != "_seed_pos"}
-    fns = _programs(init, loss_fn, optimizer, rule, divergence_factor if divergence is None
-                    else None, steps, k, n, batch_size, place, hp0, sample_batch, eval_data)
+    fns = _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
+                 sample_batch, eval_data)
     aux_names, chunk_fn, eval_fn, write_store, take_rows = (
         fns.aux_names, fns.chunk, fns.evaluate, fns.write_rows, fns.take_rows)
     if prune is not None:
@@ -276,6 +294,12 @@ def sweep(
     # one that keeps it inside (benchmarks/results/cpu-index-ab.md).
     whole = n_chunks == 1 and checkpoint is None and prune is None
     carry = None if whole else fns.init(hp)
+    xs0, table0 = _chunk_inputs(fns, data if in_memory else None, seeds_dev, sample_batch, k)
+    lowered = _lowered(fns, whole, carry, hp, xs0, table0, seed_pos, eval_data, by_member)
+    # compiled here (the calls below reuse it) to check that it fits before anything trains
+    _memory.check_fits(max((_memory.program_bytes(p.compile()) or 0 for p in lowered), default=0),
+                       _memory.free_bytes(devices), len(rows.ids), len(devices),
+                       _memory.tree_bytes((xs0, table0, eval_data)))
     m_rows = len(rows.ids)
     if prune is not None and in_memory:
         sizes = [r for r in _halving_sizes(prune, g, steps, len(devices)) if r != m_rows]
@@ -295,8 +319,15 @@ def sweep(
                   "examples": n, "divergence": "custom" if divergence else
                   float(divergence_factor), "devices": len(devices),
                   "prune": None if prune is None else list(prune)}
-        config_hash = _checkpoint.fingerprint(config)
-        restored = _checkpoint.load(checkpoint, config_hash, (carry, store))
+        parts = {"settings": _checkpoint.fingerprint(config),
+                 "carry": _checkpoint.tree_spec((carry, store)),
+                 # an iterable's batches cannot be hashed ahead: its first batch stands for it
+                 "data": digests[0] or _checkpoint.tree_digest(sample_batch),
+                 "eval_data": digests[1],
+                 "program": _program_digest(lowered)}
+        if jax.process_index() == 0:
+            _checkpoint.remove_stale(checkpoint)
+        restored = _checkpoint.load(checkpoint, parts, (carry, store))
         if restored is not None:
             done, (carry_np, store_np), saved = restored
             if prune is not None:
@@ -336,7 +367,7 @@ def sweep(
         if in_memory:  # the chunk's batch indices per seed, by a program of their own
             xs, table = data, fns.batch_table(seeds_dev, np.int32(t0))
         else:
-            xs, table = place.put(_stack_batches(batches, k, steps - t0), replicated), None
+            xs, table = place.put(stack_batches(batches, k, steps - t0), replicated), None
         ahead = fns.ahead.get(len(rows.ids))
         run = chunk_fn if ahead is None or len(rows.ids) == m_rows else ahead.result()
         if whole:
@@ -371,7 +402,7 @@ def sweep(
             extra = {} if prune is None else {"active": rows.active, "pruned_at": pruned_at}
             snapshot = place.fetch((carry, store), numpy=False)
             if jax.process_index() == 0:  # with many processes, one writes (a shared disk)
-                _checkpoint.save(checkpoint, c, config_hash, snapshot,
+                _checkpoint.save(checkpoint, c, parts, snapshot,
                                  {**rec.to_arrays(), **extra})
             place.barrier("jaxlr-checkpoint")  # nobody reads a checkpoint being written
     if pending is not None:
@@ -521,6 +552,38 @@ class _Functions(NamedTuple):
     ahead: dict  # rows -> Future of the chunk compiled ahead of time for that batch size
 
 
+def _chunk_inputs(fns: _Functions, data: Any, seeds: jax.Array, sample_batch: Any,
+                  k: int) -> tuple[Any, Any]:
+    """A chunk's ``(xs, table)`` as the loop passes them (an iterable's: abstract)."""
+    if data is not None:
+        return data, fns.batch_table(seeds, np.int32(0))
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+        (k, *np.shape(a)), jax.dtypes.canonicalize_dtype(a.dtype)), sample_batch), None
+
+
+def _lowered(fns: _Functions, whole: bool, carry: Carry | None, hp: dict, xs: Any, table: Any,
+             seed_pos: jax.Array, eval_data: Any, by_member: Any) -> list:
+    """The lowered programs the loop will run: the chunk (or the whole run) and the eval."""
+    if whole:
+        out = [fns.whole.lower(hp, xs, table, seed_pos)]
+        state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_member),
+                             jax.eval_shape(fns.whole, hp, xs, table, seed_pos)[0])
+    else:
+        out = [fns.chunk.lower(carry, hp, np.int32(0), xs, table, seed_pos)]
+        state = _state(carry)
+    if eval_data is not None:
+        out.append(fns.evaluate.lower(state, eval_data))
+    return out
+
+
+def _program_digest(lowered: list) -> str:
+    """A SHA-256 of the lowered (StableHLO) chunk and eval programs: whatever the trace read
+    (the model, the loss, the optimizer, the values they close over, embedded as constants)
+    is in it, and nothing of the run's progress. Lowering is a step of every jit call, so this
+    adds no compile."""
+    return hashlib.sha256("".join(p.as_text() for p in lowered).encode()).hexdigest()
+
+
 def _compile_ahead(fns: _Functions, sizes: list[int], args: tuple, sharding: Any) -> None:
     """Compile the chunk for the batch sizes successive halving will leave, in a background
     thread while the first rungs train, so a rung does not stop to compile."""
@@ -553,69 +616,35 @@ def _halving_sizes(prune: SuccessiveHalving, g: Grid, steps: int, n_devices: int
     return out
 
 
-_CACHE: OrderedDict = OrderedDict()
-_CACHE_SIZE = 8
+def batch_table(k: int, n: int, batch_size: int, place: _Placement) -> Callable:
+    """The jitted ``(seeds, t0) -> [S, k, batch_size]`` batch indices of a chunk (see
+    :func:`jaxlr._sweep.data.batch_indices`), shared by every sweep with the same static values
+    (it reads nothing else: its only inputs are these integers, the device set, the x64 mode
+    and its two array arguments)."""
+    return _batch_table(k, n, batch_size, tuple(place.devices), jax.config.jax_enable_x64)
 
 
-def _fn_key(f: Any, keep: list) -> Any:
-    """A key for a user function: its code, globals, defaults and the objects it closes over,
-    by identity (``keep`` collects them: the cache entry keeps them alive, so an id is not
-    reused), or None when it has no safe key (e.g. an ``nnx.Module`` instance, whose state may
-    change between calls)."""
-    if isinstance(f, functools.partial):
-        inner = _fn_key(f.func, keep)
-        values = [*f.args, *f.keywords.values()]
-        keep.extend(values)
-        return None if inner is None else ("partial", inner, tuple(f.keywords),
-                                           tuple(map(id, values)))
-    if not isinstance(f, types.FunctionType):
-        return None
-    try:
-        cells = [c.cell_contents for c in f.__closure__ or ()]
-    except ValueError:  # an empty cell
-        return None
-    values = [*cells, *(f.__defaults__ or ()), *(f.__kwdefaults__ or {}).values()]
-    keep.extend(values)
-    keep.append(f.__globals__)
-    return (f.__code__, id(f.__globals__), tuple(map(id, values)))
-
-
-def _programs(init, loss_fn, optimizer, rule, factor, steps, k, n, batch_size, place, hp0,
-              sample_batch, eval_data) -> _Functions:
-    """The compiled functions for this configuration: from the cache when the same functions
-    (same code and closed-over objects) are swept again with the same static settings, so a
-    repeated sweep neither traces nor compiles again (``jax.jit``'s own rule: values closed
-    over are read at the first trace)."""
-    keep: list = []
-    fkeys = [_fn_key(f, keep) for f in (init, loss_fn, optimizer)]
-    rkey = (("blowup", float(factor)) if factor is not None else
-            (_fn_key(rule.init, keep), _fn_key(rule.update, keep)))
-    key = None
-    if None not in fkeys and None not in rkey:
-        def shapes(t):
-            return (jax.tree.structure(t), tuple((tuple(np.shape(x)), str(x.dtype))
-                                                 for x in jax.tree.leaves(t)))
-
-        key = (*fkeys, rkey, steps, k, n, batch_size, tuple(place.devices),
-               tuple((kk, np.asarray(v).dtype.str) for kk, v in hp0.items()),
-               shapes(sample_batch), shapes(eval_data))
-    if key is not None and key in _CACHE:
-        _CACHE.move_to_end(key)
-        return _CACHE[key][0]
-    fns = _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
-                 sample_batch)
-    if key is not None:
-        _CACHE[key] = (fns, keep)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
-    return fns
+@functools.lru_cache(maxsize=32)
+def _batch_table(k: int, n: int, batch_size: int, devices: tuple, x64: bool) -> Callable:
+    del x64  # a key only: the traced program's integer dtypes depend on it
+    return jax.jit(lambda seeds, t0: batch_indices(seeds, t0, k, n, batch_size),
+                   out_shardings=_mesh(devices)[1])
 
 
 def _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
-           sample_batch) -> _Functions:
+           sample_batch, eval_data=None) -> _Functions:
+    """The compiled functions of this call, traced from the functions as they are NOW.
+
+    Nothing traced from a user's function is kept across calls: a trace reads the values of
+    the globals, closure cells, defaults, attributes and modules the function reaches at the
+    moment it runs, and no key short of the trace itself covers them all (a key on the code and
+    the closed-over objects' identities served the previous call's program after a global or
+    an attribute changed; ``tests/test_program_cache.py`` has the cases). Within one call each
+    program is traced once (``jax.jit``). The batch-index program depends only on static
+    integers and the devices, so it is shared across calls (:func:`batch_table`)."""
     model = adapt(init, loss_fn)
     program = _Program(model, optimizer, steps, rule, place.devices[0].platform)
-    aux_names = program.check(hp0, sample_batch)
+    aux_names = program.check(hp0, sample_batch, eval_data)
     by_member = place.by_member
     in_memory = n is not None
     vchunk = _member_map(program.chunk, in_axes=(0, 0, None, None, None, 0))
@@ -640,8 +669,7 @@ def _build(init, loss_fn, optimizer, rule, steps, k, n, batch_size, place, hp0,
         # The batch indices of a chunk [S, K, bs] come from a program of their own: computed
         # inside the chunk program, the same indices made every training step ~3% slower on
         # CPU (benchmarks/results/cpu-index-ab.md).
-        batch_table=jax.jit(lambda seeds, t0: _batch_indices(seeds, t0, k, n, batch_size),
-                            out_shardings=place.replicated) if in_memory else None,
+        batch_table=batch_table(k, n, batch_size, place) if in_memory else None,
         evaluate=jax.jit(_member_map(program.evaluate, in_axes=(0, None))),
         copy_state=jax.jit(lambda c: jax.tree.map(jnp.copy, _state(c)),
                            out_shardings=by_member),
@@ -775,19 +803,12 @@ class _Program:
                              f"hp['lr'])), got {type(tx).__name__}")
         return optax.with_extra_args_support(tx)
 
-    def check(self, hp: dict, batch: Any) -> list[str]:
-        """Trace one member's init and step abstractly: bad outputs fail here, with names.
-        Returns the names of the aux metrics ``loss_fn`` returns."""
-        def probe(hp, batch):
-            params, rest = self.model.init(jax.random.key(hp["seed"]), hp["seed"])
-            out = self.model.loss(params, rest, batch)
-            return out[0], out[1]
+    def check(self, hp: dict, batch: Any, eval_data: Any = None) -> list[str]:
+        """Trace one member's init, step (optimizer included) and, given ``eval_data``, its
+        evaluation abstractly: bad outputs, hp keys and axes, eval_data fail here, with names
+        (see ``checks.program``). Returns the names of the aux metrics ``loss_fn`` returns."""
 
-        loss, aux = jax.eval_shape(probe, hp, batch)
-        if loss.shape != ():
-            raise ValueError(f"loss_fn must return a scalar loss (or (loss, aux_dict)), got an "
-                             f"array of shape {loss.shape}; reduce it, e.g. with jnp.mean")
-        return sorted(aux)
+        return checks.program(self, hp, batch, eval_data)
 
     def init(self, hp: dict) -> Carry:
         params, rest = self.model.init(jax.random.key(hp["seed"]), hp["seed"])
@@ -805,7 +826,7 @@ class _Program:
 
         def step(carry: Carry, inp):
             t, x = inp
-            batch = x if data is None else _gather(data, xs[seed_pos, t - t0])
+            batch = x if data is None else gather(data, xs[seed_pos, t - t0])
             # rest (BatchNorm stats, RNG counters) is differentiated too, and its cotangent
             # dropped: NNX may only mutate variables created at the trace level of the grad.
             (loss, (_, rest)), (grads, _) = jax.value_and_grad(
@@ -836,7 +857,7 @@ class _Program:
             return out._replace(status=status), record
 
         k = xs.shape[1] if data is not None else jax.tree.leaves(xs)[0].shape[0]
-        ts = t0 + jnp.arange(k)
+        ts = jnp.asarray(t0, jnp.int32) + jnp.arange(k, dtype=jnp.int32)  # int32 under x64
         carry, record = jax.lax.scan(step, carry, (ts, None if data is not None else xs))
         if not has_lr:
             record.append(jnp.full_like(record[0], jnp.nan))

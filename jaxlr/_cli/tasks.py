@@ -129,6 +129,7 @@ class Param(NamedTuple):
     optimizers: frozenset | None
     schedules: frozenset | None
     default: Callable[[dict], Any]
+    valid: tuple[str, str] | None = None  # (interval, a typical value) checked at parsing
 
     @property
     def flag(self) -> str:
@@ -146,24 +147,24 @@ def _set(*names: str) -> frozenset:
 PARAMS = (
     Param("momentum", float, "momentum (sgd, rmsprop: default 0; momentum: 0.9)",
           _set("sgd", "momentum", "rmsprop"), _ALL,
-          lambda s: 0.9 if s["optimizer"] == "momentum" else 0.0),
+          lambda s: 0.9 if s["optimizer"] == "momentum" else 0.0, ("[0, 1)", "0.9")),
     Param("weight_decay", float, "weight decay: decoupled for adamw (default 1e-4, torch "
           "convention 1e-2), L2 added to the gradient for the others (default 0)", _ALL, _ALL,
           lambda s: (1e-2 if s["convention"] == "torch" else 1e-4)
           if s["optimizer"] == "adamw" else 0.0),
     Param("b1", float, "Adam's beta1 (default 0.9)", _set("adam", "adamw"), _ALL,
-          lambda s: 0.9),
+          lambda s: 0.9, ("[0, 1)", "0.9")),
     Param("b2", float, "Adam's beta2 (default 0.999)", _set("adam", "adamw"), _ALL,
-          lambda s: 0.999),
+          lambda s: 0.999, ("[0, 1)", "0.999")),
     Param("warmup_steps", int, "linear warm-up steps before the schedule (default 0; "
           "warmup_cosine: steps/10)", _ALL, frozenset(set(SCHEDULES) - {"one_cycle"}),
           lambda s: s["steps"] // 10 if s["schedule"] == "warmup_cosine" else 0),
     Param("decay_rate", float, "exponential: the LR's factor over the steps after warm-up "
-          "(default 0.01)", _ALL, _set("exponential"), lambda s: 0.01),
+          "(default 0.01)", _ALL, _set("exponential"), lambda s: 0.01, ("(0, 1)", "0.01")),
     Param("step_size", int, "step: steps between LR cuts (default steps/3)", _ALL, _set("step"),
           lambda s: max(1, s["steps"] // 3)),
     Param("factor", float, "step, plateau: the LR multiplier of a cut (default 0.1)", _ALL,
-          _set("step", "plateau"), lambda s: 0.1),
+          _set("step", "plateau"), lambda s: 0.1, ("(0, 1)", "0.1")),
     Param("alpha", float, "cosine, warmup_cosine: final LR as a fraction of --lr (default 0)",
           _ALL, _set("cosine", "warmup_cosine"), lambda s: 0.0),
     Param("pct_start", float, "one_cycle: fraction of steps rising to --lr (default 0.3)", _ALL,
@@ -199,6 +200,13 @@ def _number(flag: str, text: str, kind: type) -> float | int:
             raise UsageError(f"{flag}: {text!r} is not a whole number; e.g. {flag} 50")
         return int(value)
     return value
+
+
+def inside(value: float, interval: str) -> bool:
+    """Whether ``value`` lies in ``interval``, written ``[lo, hi)``, ``(lo, hi)``..."""
+    lo, hi = (float(x) for x in interval[1:-1].split(","))
+    return ((lo <= value if interval[0] == "[" else lo < value)
+            and (value <= hi if interval[-1] == "]" else value < hi))
 
 
 def parse_values(flag: str, text: str, kind: type = float, log_range: bool = False) -> list:
@@ -294,6 +302,11 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
             s["prune"] = {"min_steps": _positive_int("--prune", ns.prune),
                           "reduction_factor": _positive_int("--prune-factor",
                                                             ns.prune_factor, 2)}
+            first, steps = s["prune"]["min_steps"], s["steps"]
+            if first >= steps:  # the rungs are min_steps * factor**k < steps: none
+                raise UsageError(f"--prune {first} with --steps {steps} would never prune: the "
+                                 f"first rung (step {first}) is not before the last step; give "
+                                 f"--prune below --steps, e.g. --prune {max(1, steps // 5)}")
             if ns.eval_every is None and ns.chunk_size is None:
                 s["eval_every"] = math.gcd(s["prune"]["min_steps"], 100)
         chunk = ns.chunk_size if ns.chunk_size is not None else min(
@@ -313,7 +326,7 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
         s["max_lr"] = _number("--max-lr", ns.max_lr, float)
         s["beta"] = _number("--beta", ns.beta, float)
         if not 0 <= s["beta"] < 1:
-            raise UsageError(f"--beta must be in [0, 1), got --beta {ns.beta}")
+            raise UsageError(f"--beta must be in [0, 1), got --beta {ns.beta}; e.g. --beta 0.98")
         if not 0 < s["min_lr"] < s["max_lr"]:
             raise UsageError(f"--min-lr and --max-lr must satisfy 0 < min-lr < max-lr, got "
                              f"{s['min_lr']:g} and {s['max_lr']:g}; e.g. --min-lr 1e-7 "
@@ -333,6 +346,11 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
                    else f"--schedule {s.get('schedule')}")
             raise UsageError(f"{p.flag} applies to {where}, not {got}")
         values = parse_values(p.flag, given, p.kind, log_range=p.kind is float)
+        for x in values if p.valid else ():
+            if not inside(x, p.valid[0]):
+                listed = f" (in {p.flag} {given})" if len(values) > 1 else ""
+                raise UsageError(f"{p.flag} must be in {p.valid[0]}, got {p.flag} {_g(x)}"
+                                 f"{listed}; e.g. {p.flag} {p.valid[1]}")
         if command == "find" and len(values) > 1:
             raise UsageError(f"{p.flag} {given}: jaxlr find takes one value per option (a "
                              "list makes a grid: use jaxlr sweep)")

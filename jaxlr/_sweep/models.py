@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxlr._sweep.data import describe
+
 
 class Model(NamedTuple):
     """What the sweep needs from a model: pure functions over ``(params, rest)``."""
@@ -25,9 +27,15 @@ class Model(NamedTuple):
 
 
 def _split_output(out: Any) -> tuple[Any, dict]:
-    if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], dict):
+    """``loss`` or ``(loss, aux_dict)``; any other tuple is a structural mistake (e.g. ``(loss,
+    logits)``, the ``has_aux`` idiom), raised at trace time with the fix."""
+    if not isinstance(out, tuple):
+        return out, {}
+    if len(out) == 2 and isinstance(out[1], dict):
         return out[0], out[1]
-    return out, {}
+    raise ValueError(f"loss_fn must return a scalar loss or (loss, aux_dict), got a tuple of "
+                     f"{len(out)} ({describe(out)}); return (loss, {{'name': value}}): put extra "
+                     "outputs in a dict")
 
 
 def _reseed(rest: Any, seed: jax.Array) -> Any:

@@ -8,7 +8,10 @@ accuracy, the diagnosis), the recommended LR, and writes a run directory (see
 :mod:`jaxlr._records`). Any sweepable option given a comma list becomes a grid axis
 (``--warmup-steps 0,50,100``); its values reach the optimizer traced, so the grid compiles once.
 
-User mistakes are one line on stderr and exit code 2 (``JAXLR_DEBUG=1`` shows the traceback).
+User mistakes are one line on stderr and exit code 2 (``JAXLR_DEBUG=1`` shows the traceback),
+all caught before step 0: out-of-range values, a ``--prune`` rung past the end, an ``--out``
+directory holding files of the user's (never overwritten), a damaged or foreign run directory.
+Paths in the hints printed (``jaxlr resume DIR``) are shell-quoted, ready to paste.
 JAX is configured lazily: on a CPU with several cores, unless ``XLA_FLAGS`` is set, the host is
 split into one XLA device per core before the backend starts, and the members are sharded
 over them.
@@ -29,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from jaxlr import _records
-from jaxlr._tasks import (
+from jaxlr._cli.tasks import (
     DATASETS,
     MODELS,
     OPTIMIZER_PARAMS,
@@ -106,8 +109,8 @@ def restore_state(config: dict, checkpoints: Path, members: int) -> tuple[Any, C
     import jax
     import jax.numpy as jnp
 
-    from jaxlr._models import adapt
-    from jaxlr._sweep import _Program, blowup_rule
+    from jaxlr._sweep.engine import _Program, blowup_rule
+    from jaxlr._sweep.models import adapt
 
     s = config["settings"]
     task = build_task(s, data=False)
@@ -184,7 +187,7 @@ def _describe(s: dict, devices: list) -> str:
 
 def _print_sweep(summary: dict, run_dir: Path, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(_records._plain({"run_dir": str(run_dir), **summary}), indent=2))
+        print(json.dumps(_records.plain({"run_dir": str(run_dir), **summary}), indent=2))
         return
     print(_records.format_table(summary))
     print(_records.format_recommendation(summary))
@@ -213,14 +216,15 @@ def _finish_sweep(s: dict, run_dir: Path, devices: list, ns: argparse.Namespace)
     try:
         result = _sweep(s, run_dir, devices, not ns.no_progress)
     except KeyboardInterrupt:
-        _info(f"\ninterrupted; continue with: jaxlr resume {run_dir}")
+        _info(f"\ninterrupted; continue with: jaxlr resume {_records.quote(run_dir)}")
         return 130
     elapsed = time.perf_counter() - t0
     summary = _records.save(result, run_dir, extra={"run_dir": str(run_dir),
                                                     "elapsed_s": round(elapsed, 2)})
     _print_sweep(summary, run_dir, ns.json)
     if not ns.json:
-        _info(f"trained in {elapsed:.1f} s; re-print with: jaxlr report {run_dir}")
+        _info(f"trained in {elapsed:.1f} s; re-print with: jaxlr report "
+              f"{_records.quote(run_dir)}")
     return 0
 
 
@@ -241,8 +245,8 @@ def cmd_resume(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     if not config_path.is_file():
         raise UsageError(f"{run_dir} holds no {_records.CONFIG}: not a jaxlr run directory; "
                          "give a directory written by jaxlr sweep")
-    config = _records.read_json(config_path)
-    if config.get("command") != "sweep":
+    config = _records.read_config(config_path)  # ValueError: not jaxlr's
+    if config["command"] != "sweep":
         raise UsageError(f"{run_dir} holds a jaxlr {config.get('command')} run; only sweeps "
                          f"resume (rerun it instead)")
     s = config["settings"]
@@ -283,7 +287,7 @@ def cmd_find(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     summary = _records.save_finder(result, run_dir, extra={"run_dir": str(run_dir),
                                                            "elapsed_s": round(elapsed, 2)})
     if ns.json:
-        print(json.dumps(_records._plain(summary), indent=2))
+        print(json.dumps(_records.plain(summary), indent=2))
     else:
         print(_records.format_finder(summary))
         png = run_dir / _records.FINDER_PNG
@@ -304,7 +308,7 @@ def cmd_report(ns: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         if not ns.no_plot:
             _records.plot_finder_png(result, run_dir)
         if ns.json:
-            print(json.dumps(_records._plain({"run_dir": str(run_dir), **summary}), indent=2))
+            print(json.dumps(_records.plain({"run_dir": str(run_dir), **summary}), indent=2))
         else:
             print(_records.format_finder(summary))
             print(f"run directory: {run_dir}")
@@ -358,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxlr", description="Choose, schedule and diagnose the learning "
                      "rate of a JAX model: vectorized LR sweeps and the LR range test.")
     parser.add_argument("--version", action="version",
-                        version=f"jaxlr {_records._version('jaxlr')}")
+                        version=f"jaxlr {_records.package_version('jaxlr')}")
     sub = parser.add_subparsers(dest="command", metavar="{sweep,find,report,resume}")
     sw = sub.add_parser("sweep", help="train a grid of LRs (x seeds x any option) as one "
                         "program", description="Train every member of a grid (LRs x seeds x "

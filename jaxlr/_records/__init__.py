@@ -1,0 +1,38 @@
+"""Run directories on disk: config, environment, results, summary, load (see records.py)."""
+
+from jaxlr._records.records import (
+    CHECKPOINTS,
+    CONFIG,
+    ENVIRONMENT,
+    FINDER,
+    FINDER_PNG,
+    RESULTS,
+    SUMMARY,
+    SWEEP_PNG,
+    digest,
+    environment,
+    finder_summary,
+    format_finder,
+    format_recommendation,
+    format_table,
+    load,
+    make_run_dir,
+    package_version,
+    plain,
+    plot_finder_png,
+    plot_sweep_png,
+    quote,
+    read_config,
+    read_json,
+    result_arrays,
+    save,
+    save_finder,
+    summarize,
+    write_json,
+)
+
+__all__ = ["CHECKPOINTS", "CONFIG", "ENVIRONMENT", "FINDER", "FINDER_PNG", "RESULTS", "SUMMARY",
+           "SWEEP_PNG", "digest", "environment", "finder_summary", "format_finder",
+           "format_recommendation", "format_table", "load", "make_run_dir", "package_version",
+           "plain", "plot_finder_png", "plot_sweep_png", "quote", "read_config", "read_json",
+           "result_arrays", "save", "save_finder", "summarize", "write_json"]

@@ -1,0 +1,12 @@
+"""The engine: many members trained as one compiled program (see README.md).
+
+Other folders import from this package only; what they may use is listed here.
+"""
+
+from jaxlr._sweep.engine import DivergenceRule, sweep
+from jaxlr._sweep.grid import Grid, grid
+from jaxlr._sweep.policies import SuccessiveHalving, successive_halving
+from jaxlr._sweep.result import Best, SweepResult
+
+__all__ = ["DivergenceRule", "sweep", "Grid", "grid", "SuccessiveHalving",
+           "successive_halving", "Best", "SweepResult"]

@@ -1,0 +1,73 @@
+"""Will the sweep fit? XLA's memory estimate of the compiled programs, before step 0.
+
+A sweep's memory grows with the number of members M (each holds its parameters, optimizer
+state, gradients and activations); past the device's memory it used to die in the first call
+with ``RESOURCE_EXHAUSTED`` and no hint. The programs are compiled before they run anyway, and
+XLA's buffer assignment knows what each one needs per device
+(``Compiled.memory_analysis()``: arguments + outputs + temporaries - aliased), so the sweep
+compares that with what the device has free and, when it does not fit, says so with the
+largest M that does, before anything trains.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def program_bytes(compiled: Any) -> int | None:
+    """Bytes one device needs to run ``compiled`` (None when XLA gives no analysis)."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - a backend without the analysis
+        return None
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+               - m.alias_size_in_bytes)
+
+
+def free_bytes(devices: Sequence[Any]) -> int | None:
+    """Bytes free for ONE of ``devices`` (the smallest), or None when unknown. An accelerator
+    reports its own (``memory_stats``); host devices share the machine's available memory
+    (``MemAvailable``), so each gets its share."""
+    stats = [d.memory_stats() for d in devices]
+    if all(s and "bytes_limit" in s for s in stats):
+        return min(int(s["bytes_limit"]) - int(s.get("bytes_in_use", 0)) for s in stats)
+    if all(d.platform == "cpu" for d in devices):
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("MemAvailable:"):
+                        local = sum(d.process_index == jax.process_index() for d in devices)
+                        return int(line.split()[1]) * 1024 // max(local, 1)
+        except OSError:
+            return None
+    return None
+
+
+def tree_bytes(tree: Any) -> int:
+    return sum(int(np.prod(np.shape(x))) * np.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(tree) if hasattr(x, "dtype"))
+
+
+def check_fits(need: int | None, free: int | None, rows: int, n_devices: int,
+               shared: int) -> None:
+    """Raise MemoryError when ``need`` bytes per device exceed ``free``; ``rows`` members run
+    on ``n_devices`` devices and ``shared`` bytes per device do not grow with M (the data)."""
+    if need is None or free is None or need <= free:
+        return
+    per_device = max(1, -(-rows // n_devices))
+    per_member = max(1, (need - shared) / per_device)
+    fits = max(0, math.floor((free - shared) / per_member)) * n_devices
+    gib = 2.0**30
+    raise MemoryError(
+        f"this sweep needs about {need / gib:.2f} GiB per device for {rows} members (XLA's "
+        f"estimate of the compiled program, ~{per_member / 2**20:.1f} MiB per member), but "
+        f"the device has {free / gib:.2f} GiB free: at most ~{fits} members fit at once. Sweep "
+        "fewer members per call (split the grid, e.g. grid.select), lower batch_size or the "
+        "model's size, or add devices (devices=...)")

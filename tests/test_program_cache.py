@@ -1,0 +1,232 @@
+"""Every sweep call sees the values its functions read NOW (issue 14 §1).
+
+Research code changes a function between two calls in many ways: a module global, a closure
+cell, a default argument, an attribute of a closed-over object, a module's attribute, a cell
+re-run with the same source, another ``init`` shape, other data. Each case below sweeps, makes
+one such change, sweeps again, and compares the second result with an independent reference:
+a hand-written full-batch optax loop with the new value. The two references differ, so a stale
+program (the first call's) fails the test.
+
+The only program kept across calls is the batch-index program, which depends on nothing but
+static integers (chunk length, example count, batch size) and the device set: the last tests
+prove a cached one gives what a fresh computation gives.
+"""
+
+import sys
+import types
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxlr
+from jaxlr._sweep import engine
+from jaxlr._sweep.data import batch_indices
+
+X = jax.random.normal(jax.random.key(0), (32, 4))
+Y = X @ jnp.array([1.0, -2.0, 0.5, 0.0])
+DATA = (X, Y)
+STEPS = 8
+LR = 0.05
+
+
+def init_linear(key):
+    return {"w": 0.1 * jax.random.normal(key, (4,)), "b": jnp.zeros(())}
+
+
+def mse(params, batch):
+    x, y = batch
+    return jnp.mean((x @ params["w"] + params["b"] - y) ** 2)
+
+
+def reference(momentum, init=init_linear, loss=mse, data=DATA, steps=STEPS):
+    """Full-batch SGD with momentum, written with optax (the seed's shuffle only permutes the
+    examples of a full batch, so the loss curve is the same)."""
+    params = init(jax.random.key(0))
+    opt = optax.sgd(LR, momentum=momentum)
+    state = opt.init(params)
+    losses = []
+    for _ in range(steps):
+        value, grads = jax.value_and_grad(loss)(params, data)
+        updates, state = opt.update(grads, state, params)
+        params = optax.apply_updates(params, updates)
+        losses.append(value)
+    return np.asarray(losses)
+
+
+def sweep(optimizer, init=init_linear, loss=mse, data=DATA):
+    res = jaxlr.sweep(init, loss, data, optimizer, jaxlr.grid(lr=[LR]), steps=STEPS,
+                      batch_size=len(jax.tree.leaves(data)[0]), progress=False)
+    return res.loss[0]
+
+
+def check(first, second, before=0.0, after=0.9):
+    ref_before, ref_after = reference(before), reference(after)
+    assert not np.allclose(ref_before, ref_after, rtol=1e-3)  # the change matters
+    np.testing.assert_allclose(first, ref_before, rtol=2e-5)
+    np.testing.assert_allclose(second, ref_after, rtol=2e-5)
+
+
+# --- the ways a function changes between calls -------------------------------------------------
+MOMENTUM = 0.0
+
+
+def opt_reading_a_global(hp):
+    return jaxlr.sgd(hp["lr"], momentum=MOMENTUM)
+
+
+def test_module_global():
+    global MOMENTUM
+    try:
+        MOMENTUM = 0.0
+        first = sweep(opt_reading_a_global)
+        MOMENTUM = 0.9
+        check(first, sweep(opt_reading_a_global))
+    finally:
+        MOMENTUM = 0.0
+
+
+def test_closure_cell():
+    momentum = 0.0
+
+    def opt(hp):
+        return jaxlr.sgd(hp["lr"], momentum=momentum)
+
+    first = sweep(opt)
+    momentum = 0.9
+    check(first, sweep(opt))
+
+
+def test_closure_cell_of_a_loop_lambda():
+    """The issue's loop: a new lambda per iteration, the same code."""
+    out = [sweep(lambda hp: jaxlr.sgd(hp["lr"], momentum=m)) for m in (0.0, 0.9)]
+    check(*out)
+
+
+def test_default_argument():
+    def opt(hp, momentum=0.0):
+        return jaxlr.sgd(hp["lr"], momentum=momentum)
+
+    first = sweep(opt)
+    opt.__defaults__ = (0.9,)
+    check(first, sweep(opt))
+
+
+def test_attribute_of_a_closed_over_object():
+    cfg = types.SimpleNamespace(momentum=0.0)
+
+    def opt(hp):
+        return jaxlr.sgd(hp["lr"], momentum=cfg.momentum)
+
+    first = sweep(opt)
+    cfg.momentum = 0.9
+    check(first, sweep(opt))
+
+
+def test_attribute_of_a_module():
+    mod = types.ModuleType("jaxlr_test_settings")
+    mod.momentum = 0.0
+    sys.modules[mod.__name__] = mod
+    try:
+        ns = {"jaxlr": jaxlr, "settings": mod}
+        exec("def opt(hp):\n    return jaxlr.sgd(hp['lr'], momentum=settings.momentum)\n", ns)
+        first = sweep(ns["opt"])
+        mod.momentum = 0.9
+        check(first, sweep(ns["opt"]))
+    finally:
+        del sys.modules[mod.__name__]
+
+
+def test_notebook_cell_rerun_with_the_same_source():
+    """A notebook cell re-run: the same source compiled again in the same globals (an equal
+    code object), after another cell changed the global it reads."""
+    cell = "def opt(hp):\n    return jaxlr.sgd(hp['lr'], momentum=MOMENTUM)\n"
+    ns = {"jaxlr": jaxlr, "MOMENTUM": 0.0}
+    exec(cell, ns)
+    first = sweep(ns["opt"])
+    ns["MOMENTUM"] = 0.9
+    exec(cell, ns)
+    check(first, sweep(ns["opt"]))
+
+
+def test_weight_decay_global_as_in_the_report():
+    """The report's case: adamw's weight decay read from a global; |w| after training equals
+    a hand-written optax.adamw loop for each value."""
+    ns = {"jaxlr": jaxlr, "WD": 0.0}
+    cell = "def opt(hp):\n    return jaxlr.adamw(hp['lr'], weight_decay=WD)\n"
+    norms = []
+    for wd in (0.0, 50.0):
+        ns["WD"] = wd
+        exec(cell, ns)
+        res = jaxlr.sweep(init_linear, mse, DATA, ns["opt"], jaxlr.grid(lr=[0.01]), steps=STEPS,
+                          batch_size=32, progress=False)
+        params = init_linear(jax.random.key(0))
+        opt = optax.adamw(0.01, weight_decay=wd)
+        state = opt.init(params)
+        for _ in range(STEPS):
+            grads = jax.grad(mse)(params, DATA)
+            updates, state = opt.update(grads, state, params)
+            params = optax.apply_updates(params, updates)
+        np.testing.assert_allclose(res.params(0)["w"], params["w"], rtol=1e-5, atol=1e-7)
+        norms.append(float(jnp.linalg.norm(params["w"])))
+    assert abs(norms[0] - norms[1]) > 1e-3
+
+
+def test_init_output_shape():
+    """The issue's width loop, at module level (``width`` a global): the second call trains
+    the 64-wide model, not the first."""
+    ns = {"jax": jax, "jnp": jnp, "jaxlr": jaxlr, "DATA": DATA, "STEPS": STEPS, "out": {}}
+    exec(
+        "def loss(p, batch):\n"
+        "    x, y = batch\n"
+        "    return jnp.mean((jnp.tanh(x @ p['w']) @ p['v'] - y) ** 2)\n"
+        "for width in (4, 64):\n"
+        "    r = jaxlr.sweep(lambda k: {'w': 0.3 * jax.random.normal(k, (4, width)),\n"
+        "                               'v': jnp.ones((width,))},\n"
+        "                    loss, DATA, lambda hp: jaxlr.adam(hp['lr']), jaxlr.grid(lr=[0.01]),\n"
+        "                    steps=STEPS, batch_size=32, progress=False)\n"
+        "    out[width] = r\n", ns)
+    for width, res in ns["out"].items():
+        assert res.stacked()[0]["w"].shape == (1, 4, width)
+        assert res.params(0)["v"].shape == (width,)
+
+
+def test_data_shape_dtype_and_values():
+    """Other data with the same functions: more examples, another dtype, other values."""
+    def opt(hp):
+        return jaxlr.sgd(hp["lr"], momentum=0.9)
+
+    for data in (DATA, (X[:16], Y[:16]), (X.astype(jnp.bfloat16), Y), (2 * X, Y)):
+        got = sweep(opt, data=data)
+        np.testing.assert_allclose(got, reference(0.9, data=data), rtol=2e-2 if
+                                   data[0].dtype == jnp.bfloat16 else 2e-5)
+
+
+# --- the one program kept across calls ---------------------------------------------------------
+def test_batch_index_program_is_cached_on_static_values_only():
+    """The batch-index program depends only on (k, n, batch_size) and the devices: a cached one
+    gives exactly what batch_indices computes afresh, for other seeds and chunk starts."""
+    place = engine._Placement(jax.local_devices()[:1])
+    first = engine.batch_table(5, 32, 8, place)
+    assert engine.batch_table(5, 32, 8, place) is first  # cached
+    assert engine.batch_table(5, 33, 8, place) is not first  # another n: another program
+    for seeds, t0 in (([0, 1], 0), ([3], 5), ([7, 2, 9], 35)):
+        seeds = jnp.asarray(seeds, jnp.int32)
+        got = first(seeds, np.int32(t0))
+        want = jax.jit(batch_indices, static_argnums=(2, 3, 4))(seeds, jnp.int32(t0), 5, 32, 8)
+        np.testing.assert_array_equal(got, want)
+
+
+def test_sweeps_share_the_batch_index_program(monkeypatch):
+    """Two sweeps of different functions with the same (k, n, batch_size) build the batch-index
+    program once; the training programs are built for each call."""
+    built = []
+    original = engine._build
+    monkeypatch.setattr(engine, "_build", lambda *a, **k: built.append(1) or original(*a, **k))
+    engine._batch_table.cache_clear()
+    sweep(lambda hp: jaxlr.sgd(hp["lr"]))
+    sweep(lambda hp: jaxlr.sgd(hp["lr"]))
+    assert len(built) == 2
+    assert engine._batch_table.cache_info().misses == 1
+    assert engine._batch_table.cache_info().hits == 1
