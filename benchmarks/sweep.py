@@ -17,12 +17,13 @@ Variants, all training the same model with the same optax transform and batch si
   naive       a Python loop over members and steps of one jitted ``step(params, opt_state, lr,
               x, y)`` (compiled once; the LR is an argument), batches sliced on the host.
 µs per member-step = wall time of the run without compilation / (M x steps). jaxlr.sweep
-compiles in its first call and caches its programs for later calls of the same functions; its
-compile time (tracing + lowering + XLA compile, read from ``jax.monitoring`` events) is
-subtracted from a call's wall time, and its first call in a process is not timed when there
-are others (a persistent compilation cache, a fresh directory per process, is also on); the
-baselines are compiled with ``jit(...).lower(...).compile()`` (naive: first call minus a steady
-call) before timing. Everything else a sweep call does (moving the data, initialising the
+traces its functions in every call (nothing traced from a user's function is kept across
+calls) and reuses an executable only for the same lowered program; its compile time
+(tracing + lowering + XLA compile, read from ``jax.monitoring`` events) is subtracted from a
+call's wall time, and its first call in a process is not timed when there are others (a
+persistent compilation cache, a fresh directory per process, is also on); the baselines are
+compiled with ``jit(...).lower(...).compile()`` (naive: first call minus a steady call)
+before timing. Everything else a sweep call does (moving the data, initialising the
 members, computing the batches' shuffles on device, fetching the curves) is timed.
 Each (workload, M) runs in its own subprocess (``--variant JSON``) with its variants
 alternating call by call; jaxlr/expert ratios are medians of back-to-back pairs. Peak RSS is
@@ -392,7 +393,7 @@ def make_variants(spec: dict, wl: Workload, data) -> list[Variant]:
 
 def use_compilation_cache(directory: str) -> None:
     """A persistent compilation cache (the directory starts empty, so the first call compiles
-    cold); jaxlr.sweep's own program cache already spares its repeated calls the compile."""
+    cold; later calls of the same program find its XLA executable there)."""
     jax.config.update("jax_compilation_cache_dir", directory)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

@@ -8,6 +8,7 @@ from jaxlr._diagnose import Diagnosis, diagnose
 from jaxlr._finder import FinderResult, find_lr
 from jaxlr._optim import (
     Controller,
+    HypergradientState,
     LearningRateState,
     PlateauState,
     adagrad,
@@ -19,6 +20,7 @@ from jaxlr._optim import (
     current_lr,
     cyclic,
     exponential_decay,
+    hypergradient,
     inverse_time_decay,
     join,
     linear,
@@ -35,7 +37,16 @@ from jaxlr._optim import (
     warmup_stable_decay,
 )
 from jaxlr._records import load
-from jaxlr._sweep import Best, Grid, SuccessiveHalving, SweepResult, grid, successive_halving, sweep
+from jaxlr._sweep import (
+    Best,
+    Grid,
+    SuccessiveHalving,
+    SweepResult,
+    clear_caches,
+    grid,
+    successive_halving,
+    sweep,
+)
 
 __all__ = [
     # schedules
@@ -44,10 +55,11 @@ __all__ = [
     "inverse_time_decay", "cosine_restarts", "warmup", "warmup_stable_decay",
     # optimizers and controllers
     "sgd", "adagrad", "rmsprop", "adam", "adamw", "scale_by_learning_rate", "current_lr",
-    "LearningRateState", "reduce_on_plateau", "Controller", "PlateauState",
+    "LearningRateState", "reduce_on_plateau", "Controller", "PlateauState", "hypergradient",
+    "HypergradientState",
     # sweeps and the LR range test
     "grid", "Grid", "sweep", "SweepResult", "Best", "find_lr", "FinderResult", "load",
-    "successive_halving", "SuccessiveHalving",
+    "successive_halving", "SuccessiveHalving", "clear_caches",
     # diagnosis
     "diagnose", "Diagnosis",
 ]

@@ -37,15 +37,36 @@ def strict_promotion():
 
 @pytest.fixture
 def built(monkeypatch):
-    """The compiled functions each sweep call of the test built (a spy on ``_build``)."""
+    """The compiled functions each sweep call of the test built (a spy on ``build``)."""
     out = []
-    from jaxlr._sweep import engine
+    from jaxlr._sweep import api
 
-    original = engine._build
+    original = api.build
 
     def spy(*args, **kwargs):
         out.append(original(*args, **kwargs))
         return out[-1]
 
-    monkeypatch.setattr(engine, "_build", spy)
+    monkeypatch.setattr(api, "build", spy)
     return out
+
+
+@pytest.fixture
+def compiles():
+    """XLA compiles during the test, by program name (``"jit(run_chunk)"``, ...): a
+    ``jax.monitoring`` listener on the backend-compile event."""
+    import collections
+
+    from jax import monitoring
+
+    counts: collections.Counter = collections.Counter()
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            counts[kwargs.get("fun_name")] += 1
+
+    monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield counts
+    finally:
+        monitoring.unregister_event_duration_listener(listen)

@@ -167,9 +167,10 @@ def test_seeds_give_one_curve_each(digits):
 def documented_suggestions(lrs, losses, stops, beta=0.98):
     """find_lr's docstring, written out: smoothed = bias-corrected EMA per seed (NaN after a
     stop); mean over the seeds still running; window from w = max(2, T // 10) to the first stop
-    of any seed (``stops``: diverged_at; exclusive), or the end; on it, with slopes np.gradient(mean, ln lr): ``steepest`` = LR
-    of the most negative slope at or before the minimum where the mean is below l_0 (median of
-    the warm-up's raw losses, pooled over seeds); ``minimum`` = LR of the minimum / 10;
+    of any seed (``stops``: diverged_at; exclusive), or the end; on it, with slopes
+    np.gradient(mean, ln lr): ``steepest`` = LR of the most negative slope at or before the
+    minimum where the mean is below l_0 (median of the warm-up's raw losses, pooled over
+    seeds); ``minimum`` = LR of the minimum / 10;
     ``valley`` = fastai's rule (fastai_valley below)."""
     n_seeds, steps = losses.shape
     smoothed = np.full(losses.shape, np.nan)

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 import jaxlr
-from jaxlr._sweep import engine
+from jaxlr._sweep import api, compiled, placement
 from jaxlr._sweep.data import batch_indices
 
 X = jax.random.normal(jax.random.key(0), (32, 4))
@@ -207,10 +207,10 @@ def test_data_shape_dtype_and_values():
 def test_batch_index_program_is_cached_on_static_values_only():
     """The batch-index program depends only on (k, n, batch_size) and the devices: a cached one
     gives exactly what batch_indices computes afresh, for other seeds and chunk starts."""
-    place = engine._Placement(jax.local_devices()[:1])
-    first = engine.batch_table(5, 32, 8, place)
-    assert engine.batch_table(5, 32, 8, place) is first  # cached
-    assert engine.batch_table(5, 33, 8, place) is not first  # another n: another program
+    place = placement.Placement(jax.local_devices()[:1])
+    first = compiled.batch_table(5, 32, 8, place)
+    assert compiled.batch_table(5, 32, 8, place) is first  # cached
+    assert compiled.batch_table(5, 33, 8, place) is not first  # another n: another program
     for seeds, t0 in (([0, 1], 0), ([3], 5), ([7, 2, 9], 35)):
         seeds = jnp.asarray(seeds, jnp.int32)
         got = first(seeds, np.int32(t0))
@@ -222,11 +222,49 @@ def test_sweeps_share_the_batch_index_program(monkeypatch):
     """Two sweeps of different functions with the same (k, n, batch_size) build the batch-index
     program once; the training programs are built for each call."""
     built = []
-    original = engine._build
-    monkeypatch.setattr(engine, "_build", lambda *a, **k: built.append(1) or original(*a, **k))
-    engine._batch_table.cache_clear()
+    original = api.build
+    monkeypatch.setattr(api, "build", lambda *a, **k: built.append(1) or original(*a, **k))
+    compiled._batch_table.cache_clear()
     sweep(lambda hp: jaxlr.sgd(hp["lr"]))
     sweep(lambda hp: jaxlr.sgd(hp["lr"]))
     assert len(built) == 2
-    assert engine._batch_table.cache_info().misses == 1
-    assert engine._batch_table.cache_info().hits == 1
+    assert compiled._batch_table.cache_info().misses == 1
+    assert compiled._batch_table.cache_info().hits == 1
+
+
+# --- executables: reused only for the same lowered program ------------------------------------
+def test_the_same_program_reuses_its_executable_and_another_compiles(compiles):
+    """A call whose functions trace to the program of an earlier call runs that call's XLA
+    executable (no compile); a changed value the optimizer reads makes another program, which
+    compiles, and trains with the new value (against the hand-written reference)."""
+    jaxlr.clear_caches()  # earlier tests compiled this very program
+    ns = {"jaxlr": jaxlr, "MOMENTUM": 0.0}
+    cell = "def opt(hp):\n    return jaxlr.sgd(hp['lr'], momentum=MOMENTUM)\n"
+    exec(cell, ns)
+    first = sweep(ns["opt"])
+    assert compiles["jit(run_whole)"] == 1
+    exec(cell, ns)  # the cell re-run, nothing changed: the same program
+    np.testing.assert_array_equal(sweep(ns["opt"]), first)
+    assert compiles["jit(run_whole)"] == 1
+    ns["MOMENTUM"] = 0.9
+    exec(cell, ns)
+    check(first, sweep(ns["opt"]))
+    assert compiles["jit(run_whole)"] == 2
+
+
+def test_a_closed_over_array_is_part_of_the_program(compiles):
+    """An array the loss closes over (not data) is embedded in the program: changing its
+    values gives another program (a fresh compile) that trains with the new values."""
+    jaxlr.clear_caches()
+    weights = np.ones(32, np.float32)
+
+    def weighted(params, batch):
+        x, y = batch
+        return jnp.mean(jnp.asarray(weights) * (x @ params["w"] + params["b"] - y) ** 2)
+
+    for n, w in enumerate((1.0, 3.0), start=1):
+        weights[:] = w
+        got = sweep(lambda hp: jaxlr.sgd(hp["lr"], momentum=0.0), loss=weighted)
+        np.testing.assert_allclose(
+            got, reference(0.0, loss=lambda p, b: w * mse(p, b)), rtol=2e-5)
+        assert compiles["jit(run_whole)"] == n

@@ -10,7 +10,6 @@ from flax import nnx
 import jaxlr
 from jaxlr._sweep import SuccessiveHalving
 from jaxlr._sweep import checkpoint as _checkpoint
-from jaxlr._sweep import engine as _sweep
 
 X = jax.random.normal(jax.random.key(0), (96, 4))
 Y = jnp.tanh(X @ jnp.array([1.0, -2.0, 0.5, 0.0])) + 0.1 * jax.random.normal(jax.random.key(1),
@@ -136,7 +135,7 @@ def test_compaction_reclaims_compute_and_recompiles_once_per_size(built):
     # the two smaller sizes were compiled ahead, in a background thread, and used
     fns = built[-1]
     assert sorted(fns.ahead) == [2, 6] and all(f.done() for f in fns.ahead.values())
-    assert _sweep._halving_sizes(BY_EVAL, GRID, STEPS, 4) == [8, 4]  # padded to 4 devices
+    assert BY_EVAL.batch_sizes(GRID, STEPS, 4) == [8, 4]  # padded to 4 devices
     # the recorded member-steps are what ran: 18 x 10 + 6 x 20 + 2 x 60
     assert np.isfinite(res.loss).sum() <= 18 * 10 + 6 * 20 + 2 * 60
 

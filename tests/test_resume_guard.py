@@ -37,9 +37,9 @@ def loss_fn(p, batch):
     return jnp.mean((jnp.tanh(x @ p["w"]) @ p["v"] - y) ** 2)
 
 
-def run(ckpt, width=8, optimizer=None, data=DATA, eval_data=DATA, steps=20):
+def run(ckpt, width=8, optimizer=None, data=DATA, eval_data=DATA, steps=20, loss=loss_fn):
     optimizer = optimizer or (lambda hp: jaxlr.adam(hp["lr"]))
-    return jaxlr.sweep(make_init(width), loss_fn, data, optimizer, jaxlr.grid(lr=[0.01, 0.1]),
+    return jaxlr.sweep(make_init(width), loss, data, optimizer, jaxlr.grid(lr=[0.01, 0.1]),
                        steps=steps, batch_size=8, chunk_size=5, eval_data=eval_data,
                        eval_every=10, checkpoint=None if ckpt is None else str(ckpt),
                        progress=False)
@@ -88,6 +88,22 @@ def test_another_program_is_refused_naming_what_differs(tmp_path, change, what):
     assert what in str(err.value)
     # nothing was overwritten
     assert {p.name: (p / "manifest.json").read_text() for p in ckpt.glob("ckpt-*")} == before
+
+
+def test_a_changed_closed_over_array_is_another_program(tmp_path):
+    """An array the loss closes over is embedded in the lowered program, so the fingerprint's
+    program digest sees one changed element."""
+    scale = np.ones(4, np.float32)
+
+    def scaled(p, batch):
+        x, y = batch
+        return loss_fn(p, (x * jnp.asarray(scale), y))
+
+    ckpt = tmp_path / "ck"
+    run(ckpt, loss=scaled)
+    scale[2] = 2.0
+    with pytest.raises(ValueError, match="compiled training program"):
+        run(ckpt, loss=scaled)
 
 
 def test_sgd_checkpoint_resumed_by_adam_is_refused(tmp_path):

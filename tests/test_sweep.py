@@ -14,7 +14,9 @@ import pytest
 from flax import linen, nnx
 
 import jaxlr
-from jaxlr._sweep import engine as _sweep
+from jaxlr._sweep import compiled as _compile
+from jaxlr._sweep import member as _member
+from jaxlr._sweep import plan as _plan
 
 # tiny regression data: 96 examples, 4 features
 # float32 throughout (explicit dtypes): under JAX_ENABLE_X64=1 the same experiment runs
@@ -195,17 +197,17 @@ def test_tree_finite_flags_any_nonfinite_value_in_any_leaf(via_dot):
     ignored; finite values whose sum overflows float32 (15 x 3e38) are not flagged."""
     tree = {"w": jnp.full((3, 5), 3e38, jnp.float32), "b": jnp.arange(4.0, dtype=jnp.bfloat16),
             "n": jnp.arange(3)}
-    check = jax.jit(lambda t: _sweep._tree_finite(t, via_dot))
-    assert bool(_sweep._tree_finite(tree, via_dot)) and bool(check(tree))
+    check = jax.jit(lambda t: _member.tree_finite(t, via_dot))
+    assert bool(_member.tree_finite(tree, via_dot)) and bool(check(tree))
     for leaf, where in (("w", (2, 4)), ("w", (0, 0)), ("b", (1,))):
         for bad in (jnp.nan, jnp.inf, -jnp.inf):
             t = {**tree, leaf: tree[leaf].at[where].set(bad)}
-            assert not bool(_sweep._tree_finite(t, via_dot)) and not bool(check(t)), (leaf, bad)
+            assert not bool(_member.tree_finite(t, via_dot)) and not bool(check(t)), (leaf, bad)
     batch = jax.tree.map(lambda x: jnp.stack([x, x, x]), tree)
     batch["w"] = batch["w"].at[1, 0, 3].set(jnp.nan)
-    flags = jax.vmap(lambda t: _sweep._tree_finite(t, via_dot))(batch)
+    flags = jax.vmap(lambda t: _member.tree_finite(t, via_dot))(batch)
     assert flags.tolist() == [True, False, True]
-    assert bool(_sweep._tree_finite({"n": jnp.arange(3)}, via_dot))  # no float leaf
+    assert bool(_member.tree_finite({"n": jnp.arange(3)}, via_dot))  # no float leaf
 
 
 def test_nan_update_from_finite_gradients_freezes_one_step_later():
@@ -282,20 +284,21 @@ def test_chunking_is_invisible_and_progress_reports_best_loss(capsys):
     assert "jaxlr sweep (4 members)" in err and "best_loss" in err
 
 
-def _compiled(built, kind):
-    """How many shapes the cached ``kind`` program ("whole" or "chunk") has compiled for."""
-    return sum(getattr(fns, kind)._cache_size() for fns in built)
+def _compiled(compiles, kind):
+    """How many times the ``kind`` program ("whole" or "chunk") was compiled by XLA."""
+    return compiles[f"jit(run_{kind})"]
 
 
-def test_a_run_of_one_chunk_is_one_program_equal_to_the_chunked_run(built):
+def test_a_run_of_one_chunk_is_one_program_equal_to_the_chunked_run(compiles):
     """progress=False and nothing between chunks: init + training is ONE program that keeps the
     optimizer state inside; bit-identical to the same run in chunks (a diverging member too)."""
+    jaxlr.clear_caches()  # count compiles from a clean start
     g = jaxlr.grid(lr=[0.01, 0.1, 30.0], seed=2)
     opt = lambda hp: jaxlr.adam(jaxlr.warmup_cosine_decay(0.0, hp["lr"], 5, 23))  # noqa: E731
     one = run(g, steps=23, optimizer=opt, eval_data=DATA)
-    assert (_compiled(built, "whole"), _compiled(built, "chunk")) == (1, 0)
+    assert (_compiled(compiles, "whole"), _compiled(compiles, "chunk")) == (1, 0)
     chunked = run(g, steps=23, optimizer=opt, eval_data=DATA, chunk_size=5, progress=True)
-    assert _compiled(built, "chunk") == 1
+    assert _compiled(compiles, "chunk") == 1
     assert one.diverged.tolist() == [False] * 4 + [True] * 2  # members: lr-major
     for name in ("loss", "lr", "eval", "diverged_at", "eval_steps"):
         np.testing.assert_array_equal(getattr(one, name), getattr(chunked, name), err_msg=name)
@@ -303,17 +306,19 @@ def test_a_run_of_one_chunk_is_one_program_equal_to_the_chunked_run(built):
     # explicitly one chunk (chunk_size >= steps) with progress: one program too
     again = run(g, steps=23, optimizer=opt, chunk_size=23, progress=True)
     np.testing.assert_array_equal(again.loss, one.loss)
-    assert _compiled(built, "chunk") == 1
+    assert _compiled(compiles, "chunk") == 1
 
 
-def test_the_whole_run_default_gives_way_to_chunks_when_its_indices_are_large(monkeypatch, built):
+def test_the_whole_run_default_gives_way_to_chunks_when_its_indices_are_large(monkeypatch,
+                                                                              compiles):
+    jaxlr.clear_caches()  # count compiles from a clean start
     g = jaxlr.grid(lr=[0.01, 0.1], seed=3)
     one = run(g, steps=250)
-    assert (_compiled(built, "whole"), _compiled(built, "chunk")) == (1, 0)
+    assert (_compiled(compiles, "whole"), _compiled(compiles, "chunk")) == (1, 0)
     # 3 seeds x 250 steps x 16 examples = 12,000 indices > 10,000: default chunks (2 x 125)
-    monkeypatch.setattr(_sweep, "_WHOLE_RUN_INDICES", 10_000)
+    monkeypatch.setattr(_plan, "WHOLE_RUN_INDICES", 10_000)
     chunked = run(g, steps=250)
-    assert _compiled(built, "chunk") == 1
+    assert _compiled(compiles, "chunk") == 1
     np.testing.assert_array_equal(one.loss, chunked.loss)
     chex.assert_trees_all_equal(one.stacked(), chunked.stacked())
 
@@ -328,7 +333,7 @@ def test_one_member_runs_the_unbatched_function():
     y = jnp.float32(2.0)
     for m in (1, 4):
         w = jnp.arange(m * 6.0).reshape(m, 2, 3)
-        mapped = _sweep._member_map(f, in_axes=(0, None))
+        mapped = _compile.member_map(f, in_axes=(0, None))
         out = jax.jit(mapped)(w, y)
         chex.assert_trees_all_close(out, jax.vmap(f, in_axes=(0, None))(w, y))
         assert out["p"].shape == (m, 2, 2) and out["q"].shape == (m,)

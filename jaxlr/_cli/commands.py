@@ -25,7 +25,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,54 +98,6 @@ def pick_devices(requested: int | None) -> list:
     return devices[:requested]
 
 
-# --------------------------------------------------------------------------- restore
-
-
-def restore_state(config: dict, checkpoints: Path, members: int) -> tuple[Any, Callable]:
-    """The trained ``(params, rest)`` [M, ...] of a finished ``jaxlr sweep`` run, from its
-    last checkpoint, and the function assembling one member's model. Raises ValueError."""
-    import hashlib
-
-    import jax
-    import jax.numpy as jnp
-
-    from jaxlr._sweep.engine import _Program, blowup_rule
-    from jaxlr._sweep.models import adapt
-
-    s = config["settings"]
-    task = build_task(s, data=False)
-    model = adapt(task.init, loss_fn)
-    program = _Program(model, task.optimizer, s["steps"], blowup_rule(100.0))
-    hp = {k: jnp.asarray(v[:1]) for k, v in task.grid.columns.items()}
-    like = jax.eval_shape(jax.vmap(program.init), hp)
-    leaves_like, treedef = jax.tree.flatten(like)
-    last_chunk = -(-s["steps"] // s["chunk_size"]) - 1
-    for path in sorted(Path(checkpoints).glob("ckpt-*"), reverse=True):
-        try:
-            manifest = json.loads((path / "manifest.json").read_text())
-            blob = (path / "arrays.npz").read_bytes()
-            if hashlib.sha256(blob).hexdigest() != manifest["sha256"]:
-                continue
-        except (OSError, ValueError, KeyError):
-            continue
-        if manifest["chunk"] != last_chunk:
-            raise ValueError(f"the newest checkpoint in {checkpoints} is not the last step's")
-        if s.get("prune"):  # the members' final states are in the store that follows the carry
-            leaves_like, treedef = jax.tree.flatten((like.params, like.rest, like.status))
-            offset = len(jax.tree.leaves(like))
-        else:
-            offset = 0
-        with np.load(path / "arrays.npz") as z:
-            leaves = [z[f"leaf{offset + i}"] for i in range(len(leaves_like))]
-        leaves = [jax.random.wrap_key_data(x) if jax.dtypes.issubdtype(
-            like.dtype, jax.dtypes.prng_key) else x for x, like in zip(leaves, leaves_like)]
-        tree = jax.tree.unflatten(treedef, leaves)
-        params, rest = (tree[0], tree[1]) if s.get("prune") else (tree.params, tree.rest)
-        state = jax.tree.map(lambda a: a[:members], (params, rest))
-        return state, model.assemble
-    raise ValueError(f"no valid checkpoint in {checkpoints}")
-
-
 # --------------------------------------------------------------------------- commands
 
 
@@ -164,7 +116,9 @@ def _write_config(run_dir: Path, s: dict, ns: argparse.Namespace, argv: Sequence
     _records.write_json(run_dir / _records.CONFIG, {
         "command": s["command"], "jaxlr_version": jaxlr.__version__, "argv": list(argv),
         "args": {k: v for k, v in vars(ns).items()},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": s, "grid": grid})
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "settings": s, "grid": grid,
+        # what rebuilds the run's functions from "settings" (jaxlr.load imports it by name)
+        "factory": "jaxlr._cli.tasks:sweep_inputs"})
     _records.write_json(run_dir / _records.ENVIRONMENT, _records.environment())
 
 
@@ -211,6 +165,34 @@ def _sweep(s: dict, run_dir: Path, devices: list, progress: bool) -> Any:
                        prune=jaxlr.successive_halving(**prune, by="eval") if prune else None)
 
 
+def _tensorboard_dir(ns: argparse.Namespace, *, claim: bool = True) -> Path | None:
+    """``--tensorboard OUT`` checked (and claimed: created, marked) before any training: new,
+    empty or an earlier jaxlr export, never a directory of the user's files; for a sweep, not
+    the run directory nor one holding it (it may be inside it)."""
+    out = getattr(ns, "tensorboard", None)
+    if out is None:
+        return None
+    if ns.command == "sweep":
+        run = Path(ns.out if ns.out is not None else Path("runs") / "new-run").resolve()
+        if Path(out).resolve() in (run, *run.parents):
+            inside = (f", e.g. --tensorboard {_records.quote(Path(ns.out) / 'tensorboard')}"
+                      if ns.out is not None else "")
+            raise UsageError(f"--tensorboard {_records.quote(out)} would hold the run directory;"
+                             f" give a directory outside it{inside}")
+    try:
+        return _records.prepare_tensorboard_dir(out, claim=claim)
+    except (ImportError, ValueError) as e:
+        raise UsageError(f"--tensorboard {_records.quote(out)}: {e}") from None
+
+
+def _export_tensorboard(result: Any, out: Path) -> None:
+    try:
+        _records.write_tensorboard(result, out)
+    except (ImportError, ValueError) as e:
+        raise UsageError(f"--tensorboard {_records.quote(out)}: {e}") from None
+    _info(f"TensorBoard export: {out}; view it with: tensorboard --logdir {_records.quote(out)}")
+
+
 def _finish_sweep(s: dict, run_dir: Path, devices: list, ns: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
@@ -222,20 +204,30 @@ def _finish_sweep(s: dict, run_dir: Path, devices: list, ns: argparse.Namespace)
     summary = _records.save(result, run_dir, extra={"run_dir": str(run_dir),
                                                     "elapsed_s": round(elapsed, 2)})
     _print_sweep(summary, run_dir, ns.json)
+    if getattr(ns, "tensorboard", None) is not None:
+        _export_tensorboard(result, Path(ns.tensorboard))
     if not ns.json:
         _info(f"trained in {elapsed:.1f} s; re-print with: jaxlr report "
               f"{_records.quote(run_dir)}")
     return 0
 
 
-def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+def _start(ns: argparse.Namespace, argv: Sequence[str], command: str) -> tuple:
+    """The settings, devices and a new run directory (its config.json written) of a run."""
     s = resolve(ns)
     configure_devices(ns.devices)
     devices = pick_devices(ns.devices)
-    run_dir = _records.make_run_dir(ns.out, "sweep")
+    run_dir = _records.make_run_dir(ns.out, command)
     _write_config(run_dir, s, ns, argv, devices)
     _info(_describe(s, devices))
     _info(f"run directory: {run_dir}")
+    return s, devices, run_dir
+
+
+def cmd_sweep(ns: argparse.Namespace, argv: Sequence[str]) -> int:
+    _tensorboard_dir(ns, claim=False)
+    s, devices, run_dir = _start(ns, argv, "sweep")
+    _tensorboard_dir(ns)
     return _finish_sweep(s, run_dir, devices, ns)
 
 
@@ -263,13 +255,7 @@ def cmd_resume(ns: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_find(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     import jaxlr
 
-    s = resolve(ns)
-    configure_devices(ns.devices)
-    devices = pick_devices(ns.devices)
-    run_dir = _records.make_run_dir(ns.out, "find")
-    _write_config(run_dir, s, ns, argv, devices)
-    _info(_describe(s, devices))
-    _info(f"run directory: {run_dir}")
+    s, devices, run_dir = _start(ns, argv, "find")
     spec = DATASETS[s["dataset"]]
     x, y, _, _ = spec.load()
     constants = {k: v[0] for k, v in s["params"].items()}
@@ -303,7 +289,11 @@ def cmd_report(ns: argparse.Namespace, argv: Sequence[str] = ()) -> int:
         raise UsageError(str(e)) from None
     from jaxlr._finder import FinderResult
 
+    tensorboard = getattr(ns, "tensorboard", None)
     if isinstance(result, FinderResult):
+        if tensorboard is not None:
+            raise UsageError(f"--tensorboard exports sweeps; {run_dir} holds an LR range test "
+                             "(jaxlr find)")
         summary = _records.finder_summary(result)
         if not ns.no_plot:
             _records.plot_finder_png(result, run_dir)
@@ -313,10 +303,14 @@ def cmd_report(ns: argparse.Namespace, argv: Sequence[str] = ()) -> int:
             print(_records.format_finder(summary))
             print(f"run directory: {run_dir}")
         return 0
+    if tensorboard is not None:
+        _tensorboard_dir(ns)
     summary = _records.summarize(result)
     if not ns.no_plot:
         _records.plot_sweep_png(result, run_dir)
     _print_sweep(summary, run_dir, ns.json)
+    if tensorboard is not None:
+        _export_tensorboard(result, Path(tensorboard))
     return 0
 
 
@@ -358,6 +352,11 @@ def _common(p: argparse.ArgumentParser, *, steps: int, seeds: str) -> None:
     r.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
 
 
+_TENSORBOARD_HELP = ("also export the sweep to the TensorBoard log directory OUT (new, empty or "
+                     "an earlier export): a run per member with its hyperparameters (HParams) "
+                     "and curves; needs pip install jaxlr[tensorboard]")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxlr", description="Choose, schedule and diagnose the learning "
                      "rate of a JAX model: vectorized LR sweeps and the LR range test.")
@@ -385,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(mean over seeds); the rest stop there (default: no pruning)")
     s.add_argument("--prune-factor", default="3", help="successive halving's reduction factor "
                    "(default 3)")
+    sw.add_argument("--tensorboard", metavar="OUT", help=_TENSORBOARD_HELP)
     fd = sub.add_parser("find", help="LR range test: one exponential LR ramp, per seed",
                         description="LR range test (Smith 2017) on the same defaults: the LR "
                         "grows exponentially from --min-lr to --max-lr; prints the suggested "
@@ -400,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("dir", help="a run directory")
     rp.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
     rp.add_argument("--no-plot", action="store_true", help="do not re-draw the PNG")
+    rp.add_argument("--tensorboard", metavar="OUT", help=_TENSORBOARD_HELP)
     rs = sub.add_parser("resume", help="continue a killed sweep from its checkpoints",
                         description="Continue a sweep from its last checkpoint (same result "
                         "as an uninterrupted run).")

@@ -479,3 +479,13 @@ def build_task(s: dict, *, data: bool = True) -> Task:
 
     g = jaxlr.grid(**axes, seed=s["seeds"])
     return Task(make_model(s["model"], spec), (x, y), (xe, ye), g, optimizer)
+
+
+def sweep_inputs(s: dict) -> dict:
+    """What ``jaxlr._sweep.final_state`` needs to read a finished run of the settings ``s``
+    back from its checkpoint (the run directory's ``config.json`` names this function as its
+    ``factory``): the run's functions and grid, without its data."""
+    task = build_task(s, data=False)
+    return {"init": task.init, "loss_fn": loss_fn, "optimizer": task.optimizer,
+            "grid": task.grid, "steps": s["steps"], "chunk_size": s["chunk_size"],
+            "pruned": bool(s.get("prune"))}

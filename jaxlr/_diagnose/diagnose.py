@@ -12,11 +12,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxlr._optim import DIVERGENCE_FACTOR
+
 LABELS = ("diverged", "oscillating", "too_slow", "schedule_too_aggressive", "healthy")
 PRUNED = "pruned"  # a sweep member pruned before MIN_STEPS steps: too short to judge
 
 MIN_STEPS = 20  # shorter curves cannot show a trend: ValueError
-DIVERGENCE_FACTOR = 100.0  # blow-up: loss_t - loss_0 > 100 |loss_0| (jaxlr.sweep's quarantine)
 STILL_FALLING = 0.1  # too_slow alone: >= 10% of the decrease came in the second half
 STUCK = 0.01  # too_slow alone: the loss fell by < 1% of its start, or ...
 NOISE_SE = 2.0  # ... by < 2 standard errors of (start - final): within the noise

@@ -45,6 +45,15 @@ class FinderResult:
         window: (start, end) the steps the suggestions look at: from the end of the warm-up,
             ``max(2, steps // 10)``, to the first stop of any seed (exclusive) or the end.
         seeds: [seeds] the seed of each row; beta, divergence_factor: the settings used.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxlr
+        >>> h = jnp.logspace(-1, 1, 8)  # a quadratic: GD diverges past lr = 2 / max(h) = 0.2
+        >>> res = jaxlr.find_lr(lambda k: jnp.ones(8), lambda w, b: 0.5 * jnp.sum(h * w ** 2)
+        ...                     + 0.0 * jnp.sum(b[0]), (jnp.zeros((4, 1)),),
+        ...                     lambda lr: jaxlr.sgd(lr), batch_size=4)
+        >>> res.losses.shape, bool(0 < res.diverged_at[0] < 100), res.suggestion < 0.2
+        ((1, 100), True, True)
     """
 
     def __init__(self, *, lrs: Any, losses: Any, smoothed: Any, diverged_at: Any,

@@ -4,8 +4,14 @@ It knows nothing of sweeps. Other folders import from this package only (never f
 modules); what they may use is listed here.
 """
 
-from jaxlr._optim.checks import concrete, f32, hparam, is_traced
-from jaxlr._optim.learning_rate import LearningRateState, current_lr, scale_by_learning_rate
+from jaxlr._optim.checks import DIVERGENCE_FACTOR, concrete, f32, hparam, is_traced
+from jaxlr._optim.hypergradient import HypergradientState, hypergradient
+from jaxlr._optim.learning_rate import (
+    LearningRateState,
+    current_lr,
+    lr_or_none,
+    scale_by_learning_rate,
+)
 from jaxlr._optim.optimizers import adagrad, adam, adamw, rmsprop, sgd
 from jaxlr._optim.plateau import Controller, PlateauState, reduce_on_plateau
 from jaxlr._optim.schedules import (
@@ -27,10 +33,11 @@ from jaxlr._optim.schedules import (
 )
 
 __all__ = [
-    "concrete", "f32", "hparam", "is_traced",
-    "LearningRateState", "current_lr", "scale_by_learning_rate",
+    "DIVERGENCE_FACTOR", "concrete", "f32", "hparam", "is_traced",
+    "LearningRateState", "current_lr", "lr_or_none", "scale_by_learning_rate",
     "adagrad", "adam", "adamw", "rmsprop", "sgd",
     "Controller", "PlateauState", "reduce_on_plateau",
+    "HypergradientState", "hypergradient",
     "constant", "cosine_decay", "cosine_restarts", "cyclic", "exponential_decay",
     "inverse_time_decay", "join", "linear", "multistep_decay", "one_cycle", "polynomial_decay",
     "step_decay", "warmup", "warmup_cosine_decay", "warmup_stable_decay",

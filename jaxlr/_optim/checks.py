@@ -152,3 +152,8 @@ def _short(arr: np.ndarray) -> str:
     body = ", ".join(f"{x:g}" if np.issubdtype(arr.dtype, np.number) else str(x)
                      for x in flat[:3])
     return f"[{body}{', ...' if flat.size > 3 else ''}]"
+
+
+# The blow-up rule's default factor, shared by the sweep's quarantine and the diagnosis:
+# diverged when loss_t - loss_0 > DIVERGENCE_FACTOR * |loss_0|.
+DIVERGENCE_FACTOR = 100.0

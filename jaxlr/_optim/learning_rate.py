@@ -14,8 +14,42 @@ from jaxlr._optim.plateau import Controller
 LearningRate = Any  # float | traced scalar | schedule (step -> lr) | Controller
 
 
+class GradientController(Controller):
+    """A :class:`Controller` that also sees each update's gradient and direction.
+
+    For controllers whose rule needs more than a metric, e.g. :func:`jaxlr.hypergradient`
+    (the derivative of the loss with respect to the LR is the dot product of the current
+    gradient with the previous update direction). The fields are a Controller's, called with
+    more arguments by the LR step:
+
+    - ``init(params)``: the state may hold trees shaped like the parameters;
+    - ``update(state, value, step, grad=g, direction=d)``: ``g`` is the raw gradient of this
+      update (the ``grad=`` extra argument, which every jaxlr optimizer passes itself) and ``d``
+      the direction that the LR multiplies, i.e. the update is :math:`u_t = -\\eta_t d_t`
+      (``-d`` with ``flip_sign=False``); ``value`` is the metric if one was given, else None;
+    - ``learning_rate(state, step)``: as for a Controller, read after ``update``.
+    """
+
+    __slots__ = ()
+
+
 class LearningRateState(NamedTuple):
-    """State of :func:`scale_by_learning_rate`."""
+    """State of :func:`scale_by_learning_rate`: the update count and the LR it used.
+
+    Attributes:
+        count: int32 scalar, the number of updates made.
+        lr: float32 scalar, the LR the last update used (the step-0 LR before any update);
+            :func:`jaxlr.current_lr` finds it anywhere in an optimizer state.
+        controller: the controller's state (e.g. :class:`PlateauState`), or ``()``.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxlr
+        >>> opt = jaxlr.sgd(jaxlr.linear(0.1, 0.0, 10))
+        >>> _, state = opt.update(jnp.ones(2), opt.init(jnp.zeros(2)))
+        >>> lr_state = state[-1]
+        >>> int(lr_state.count), round(float(lr_state.lr), 3)
+        (1, 0.1)
+    """
 
     count: jax.Array  # shape (), int32: number of updates made
     lr: jax.Array  # shape (), float32: LR used by the last update (the step-0 LR before any)
@@ -42,9 +76,12 @@ def scale_by_learning_rate(
     :math:`\eta_t` is ``learning_rate`` itself (a float or traced scalar), ``learning_rate(t)``
     for a schedule, or ``controller.learning_rate(state, t)`` for a :class:`Controller` (e.g.
     :func:`jaxlr.reduce_on_plateau`), whose state is first advanced with the metric passed as
-    ``update(..., value=metric)``. ``t`` counts updates from 0 (an int32 scalar, also under
-    ``jax_enable_x64``). The LR is kept in float32 whatever the mode and cast to each update's
-    dtype only for the multiplication. A schedule is called once per update (and once by
+    ``update(..., value=metric)``; a :class:`GradientController` (e.g.
+    :func:`jaxlr.hypergradient`) is advanced with the raw gradient (the ``grad=`` extra argument,
+    passed by every jaxlr optimizer) and the incoming updates, the direction the LR multiplies.
+    ``t`` counts updates from 0 (an int32 scalar, also under ``jax_enable_x64``). The LR is
+    kept in float32 whatever the mode and cast to each update's dtype only for the
+    multiplication. A schedule is called once per update (and once by
     ``init``) and nothing else is done with it: no eager evaluation, no check, no Python branch
     on its value; a concrete negative number is refused.
 
@@ -54,7 +91,8 @@ def scale_by_learning_rate(
 
     Returns:
         An ``optax.GradientTransformationExtraArgs``; its update accepts ``value=`` (required
-        when ``learning_rate`` is a Controller, ignored otherwise).
+        when ``learning_rate`` is a Controller, ignored otherwise) and ``grad=`` (required for
+        a GradientController, ignored otherwise).
 
     Example:
         >>> import jax.numpy as jnp, optax, jaxlr
@@ -69,6 +107,7 @@ def scale_by_learning_rate(
     """
     learning_rate = check_learning_rate(learning_rate)
     is_controller = isinstance(learning_rate, Controller)
+    sees_gradient = isinstance(learning_rate, GradientController)
     sign = -1.0 if flip_sign else 1.0
 
     def lr_at(count: jax.Array, controller_state: Any) -> jax.Array:
@@ -79,15 +118,27 @@ def scale_by_learning_rate(
         return _checks.f32(learning_rate)
 
     def init_fn(params: Any) -> LearningRateState:
-        del params
         count = jnp.zeros([], jnp.int32)
-        ctrl = learning_rate.init() if is_controller else ()
+        if sees_gradient:
+            ctrl = learning_rate.init(params)
+        else:
+            ctrl = learning_rate.init() if is_controller else ()
         return LearningRateState(count=count, lr=lr_at(count, ctrl), controller=ctrl)
 
     def update_fn(updates, state, params=None, *, value=None, **extra_args):
-        del params, extra_args
+        del params
         ctrl = state.controller
-        if is_controller:
+        if sees_gradient:
+            grad = extra_args.get("grad")
+            if grad is None:
+                raise ValueError(
+                    "this optimizer's learning_rate is a controller (e.g. jaxlr.hypergradient) "
+                    "that needs the raw gradient of every update: jaxlr's optimizers pass it "
+                    "themselves; in your own optax.chain call "
+                    "opt.update(grads, state, params, grad=grads)")
+            direction = updates if flip_sign else jax.tree.map(jnp.negative, updates)
+            ctrl = learning_rate.update(ctrl, value, state.count, grad=grad, direction=direction)
+        elif is_controller:
             if value is None:
                 raise ValueError(
                     "this optimizer's learning_rate is a controller (reduce_on_plateau) that needs "
@@ -100,6 +151,14 @@ def scale_by_learning_rate(
         return updates, LearningRateState(count=count, lr=lr, controller=ctrl)
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+
+
+def lr_or_none(opt_state: Any) -> jax.Array | None:
+    """The LR of the first :class:`LearningRateState` in ``opt_state``, or None if it has none
+    (e.g. a plain optax optimizer): :func:`current_lr` without the error."""
+    found = [x for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(
+        x, LearningRateState)) if isinstance(x, LearningRateState)]
+    return found[0].lr if found else None
 
 
 def current_lr(opt_state: Any) -> jax.Array:
@@ -127,16 +186,12 @@ def current_lr(opt_state: Any) -> jax.Array:
     References:
         optax tree utilities: https://optax.readthedocs.io/en/latest/api/utilities.html
     """
-    found = [
-        x
-        for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(x, LearningRateState))
-        if isinstance(x, LearningRateState)
-    ]
-    if not found:
+    lr = lr_or_none(opt_state)
+    if lr is None:
         raise ValueError(
             "current_lr found no jaxlr learning-rate state in opt_state: it works with jaxlr "
             "optimizers (jaxlr.sgd, jaxlr.adam, ...) or chains containing "
             "jaxlr.scale_by_learning_rate; for optax's own optimizers use "
             "optax.inject_hyperparams"
         )
-    return found[0].lr
+    return lr

@@ -80,6 +80,9 @@ def _alias(*transforms: optax.GradientTransformation) -> optax.GradientTransform
 
     def update_fn(updates, state, params=None, **extra_args):
         up = lambda tree: jax.tree.map(_at_least_f32, tree)
+        # the raw gradient as optax's ``grad=`` extra argument (a GradientController such as
+        # jaxlr.hypergradient needs it in the LR step, which sees only the scaled direction)
+        extra_args = {"grad": up(updates), **extra_args}
         new_updates, new_state = inner.update(up(updates), up(state), up(params), **extra_args)
         cast = lambda new, old: jnp.asarray(new).astype(jnp.asarray(old).dtype)
         return jax.tree.map(cast, new_updates, updates), jax.tree.map(cast, new_state, state)

@@ -19,6 +19,18 @@ class Controller(NamedTuple):
     The optimizer calls ``init()`` once, then at every update ``update(state, value, step)``
     with the metric given as ``opt.update(..., value=metric)``, and uses
     ``learning_rate(state, step)`` as the LR of that update.
+
+    Attributes:
+        init: ``() -> state``.
+        update: ``(state, value, step) -> state`` (value: the metric, step: int32).
+        learning_rate: ``(state, step) -> lr``, a float32 scalar.
+
+    Example:
+        >>> import jax.numpy as jnp, jaxlr
+        >>> c = jaxlr.reduce_on_plateau(0.1, patience=0)
+        >>> state = c.update(c.update(c.init(), 1.0, 0), 2.0, 1)  # worse: cut at once
+        >>> round(float(c.learning_rate(state, 2)), 4)
+        0.01
     """
 
     init: Callable[[], Any]
@@ -27,7 +39,18 @@ class Controller(NamedTuple):
 
 
 class PlateauState(NamedTuple):
-    """State of :func:`reduce_on_plateau` (add a leading member axis under vmap)."""
+    """State of :func:`reduce_on_plateau` (add a leading member axis under vmap).
+
+    Attributes:
+        scale, best, num_bad, cooldown_counter, acc_sum, acc_count, num_cuts: see the
+        ``# shape, dtype`` comments of the fields below.
+
+    Example:
+        >>> import jaxlr
+        >>> state = jaxlr.reduce_on_plateau(0.1).init()
+        >>> float(state.scale), int(state.num_cuts)
+        (1.0, 0)
+    """
 
     scale: jax.Array  # shape (), float32: LR = base(step) * scale
     best: jax.Array  # shape (), float32: best (averaged) metric so far

@@ -27,6 +27,7 @@ overwritten. Paths in the hints it prints are shell-quoted, ready to paste.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -46,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxlr._sweep import Grid, SweepResult
+from jaxlr._sweep import Grid, SweepResult, final_state
 
 CONFIG = "config.json"
 ENVIRONMENT = "environment.json"
@@ -127,6 +128,19 @@ def read_config(path: str | os.PathLike) -> dict[str, Any]:
         return config
     raise ValueError(f"{path} was not written by jaxlr ({problem}); give a directory written "
                      "by jaxlr sweep or jaxlr find")
+
+
+def factory(config: dict[str, Any]) -> Callable[[dict], dict]:
+    """The function ``config.json`` names (``"module:function"``) that rebuilds the run's
+    functions from its settings, imported by name (the records layer knows no command; runs
+    written before the name was recorded are the ``jaxlr sweep`` command's). Only jaxlr's own
+    modules are imported: a run directory is data, not code."""
+    name = config.get("factory", "jaxlr._cli.tasks:sweep_inputs")
+    module, _, attr = str(name).partition(":")
+    if not (module == "jaxlr" or module.startswith("jaxlr.")) or not attr:
+        raise ValueError(f"{CONFIG} names factory {name!r}: only jaxlr's own functions "
+                         "('jaxlr.module:function') are imported")
+    return getattr(importlib.import_module(module), attr)
 
 
 def make_run_dir(out: str | os.PathLike | None, command: str) -> Path:
@@ -425,71 +439,39 @@ def save(result: SweepResult, directory: str | os.PathLike, *, plot: bool = True
 
 def plot_sweep_png(result: SweepResult, directory: Path) -> Path | None:
     """Draw ``sweep.png`` into ``directory``; None (and nothing written) without matplotlib."""
+    return _plot_png(result, Path(directory) / SWEEP_PNG)
+
+
+def _plot_png(result: Any, path: Path) -> Path | None:
+    """``result.plot()`` written atomically to ``path``; None without matplotlib."""
     try:
         import matplotlib  # noqa: F401
     except ImportError:
         return None
-    path = Path(directory) / SWEEP_PNG
     _atomic_write(path, lambda f: result.plot(path=f), mode="wb")
     return path
 
 
-class SavedSweepResult(SweepResult):
-    """A :class:`SweepResult` read back by :func:`load`: the same curves, evaluations and
-    divergence. ``params(i)`` restores the trained parameters from the run's last checkpoint
-    when the run was written by ``jaxlr sweep`` (and raises a ``ValueError`` otherwise);
-    ``best().params`` is None when they cannot be restored."""
-
-    def __init__(self, *, directory: Path, **kwargs: Any):
-        super().__init__(state=None, assemble=None, **kwargs)
-        self.directory = directory
-        self._restore_error: str | None = None
-        self._lenient = False
-
-    def _ensure_state(self) -> bool:
-        if self._state is not None:
-            return True
-        if self._restore_error is not None:
-            return False
+def _state_loader(directory: Path) -> Callable[[], tuple[Any, Callable]]:
+    """``load_state`` for a run directory's :class:`SweepResult`: the members' trained state
+    from the run's last checkpoint, through the engine's loader, with the functions the
+    run's ``config.json`` names (its ``factory``)."""
+    def load_state() -> tuple[Any, Callable]:
         try:
-            config = read_config(self.directory / CONFIG)
-            if config["command"] != "sweep":
-                raise ValueError("the run was not written by `jaxlr sweep`")
-            from jaxlr._cli.commands import restore_state
-
-            state, assemble = restore_state(config, self.directory / CHECKPOINTS, len(self))
-        except (OSError, KeyError):
-            self._restore_error = f"no usable {CONFIG} or checkpoint"
-            return False
-        except Exception as e:  # noqa: BLE001 - e.g. a checkpoint of an older jaxlr
-            self._restore_error = f"{type(e).__name__}: {e}" if not isinstance(
-                e, ValueError) else str(e)
-            return False
-        self._state, self._assemble = state, assemble
-        return True
-
-    def params(self, i: int) -> Any:
-        if not 0 <= i < len(self):
-            raise ValueError(f"member index must be in [0, {len(self)}), got {i}")
-        if not self._ensure_state():
-            if self._lenient:
-                return None
-            why = f", and they cannot be restored from a checkpoint: {self._restore_error}"
-            raise ValueError(_NO_PARAMS.format(why=why))
-        return super().params(i)
-
-    def stacked(self) -> tuple[Any, Any]:
-        if not self._ensure_state():
-            why = f", and they cannot be restored from a checkpoint: {self._restore_error}"
-            raise ValueError(_NO_PARAMS.format(why=why))
-        return super().stacked()
-
-    def best(self, by: str | None = None, over: str | None = None, mode: str = "min"):
-        self._lenient = True  # a loaded run without params still has a best setting
+            config = read_config(directory / CONFIG)
+        except (OSError, KeyError) as e:
+            raise ValueError(_NO_PARAMS.format(
+                why=f", and there is no usable {CONFIG} ({e})")) from e
+        if config.get("command") != "sweep":
+            raise ValueError(_NO_PARAMS.format(why=", and the run was not written by `jaxlr "
+                                               "sweep` (nothing to restore them from)"))
         try:
-            return super().best(by=by, over=over, mode=mode)
-        finally:
-            self._lenient = False
+            return final_state(directory / CHECKPOINTS, **factory(config)(config["settings"]))
+        except (OSError, KeyError, ValueError) as e:
+            raise ValueError(_NO_PARAMS.format(
+                why=f", and they cannot be restored from a checkpoint: {e}")) from e
+
+    return load_state
 
 
 def load(directory: str | os.PathLike) -> Any:
@@ -502,8 +484,8 @@ def load(directory: str | os.PathLike) -> Any:
     Returns:
         For a sweep (``results.npz``), a :class:`SweepResult` whose ``loss``, ``lr``, ``eval``,
         ``eval_aux``, ``eval_steps``, ``diverged``, ``diverged_at``, ``pruned_at`` and
-        ``hparams`` equal the
-        saved ones (``params(i)``: see :class:`SavedSweepResult`); for an LR range test
+        ``hparams`` equal the saved ones (``params(i)``: restored from the run's last
+        checkpoint when ``jaxlr sweep`` wrote it); for an LR range test
         (``finder.npz``), a :class:`jaxlr.FinderResult`.
 
     Raises:
@@ -608,7 +590,7 @@ def _check_shapes(path: Path, a: dict[str, np.ndarray], names: list[str]) -> Non
                              "written by jaxlr")
 
 
-def _load_sweep(d: Path) -> SavedSweepResult:
+def _load_sweep(d: Path) -> SweepResult:
     path = d / RESULTS
     a = _read_npz(path, _SWEEP_ARRAYS)
     names = [str(n) for n in np.atleast_1d(a["hparam_names"])]
@@ -620,10 +602,10 @@ def _load_sweep(d: Path) -> SavedSweepResult:
     grid = Grid({n: a[f"hp_{n}"] for n in names})
     aux = {k[len("eval_"):]: v for k, v in a.items()
            if k.startswith("eval_") and k != "eval_steps"}
-    return SavedSweepResult(directory=d, grid=grid, loss=a["loss"], lr=a["lr"],
-                            eval=a.get("eval"), eval_aux=aux if "eval" in a else {},
-                            eval_steps=a["eval_steps"], diverged=a["diverged"],
-                            diverged_at=a["diverged_at"], pruned_at=a.get("pruned_at"))
+    return SweepResult(grid=grid, loss=a["loss"], lr=a["lr"], eval=a.get("eval"),
+                       eval_aux=aux if "eval" in a else {}, eval_steps=a["eval_steps"],
+                       diverged=a["diverged"], diverged_at=a["diverged_at"],
+                       pruned_at=a.get("pruned_at"), load_state=_state_loader(d))
 
 
 # --------------------------------------------------------------------------- finder
@@ -671,13 +653,8 @@ def _lr(v: Any) -> str:
 
 
 def plot_finder_png(result: Any, directory: Path) -> Path | None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return None
-    path = Path(directory) / FINDER_PNG
-    _atomic_write(path, lambda f: result.plot(path=f), mode="wb")
-    return path
+    """Draw ``finder.png`` into ``directory``; None (and nothing written) without matplotlib."""
+    return _plot_png(result, Path(directory) / FINDER_PNG)
 
 
 def load_finder(directory: str | os.PathLike) -> Any:

@@ -126,6 +126,19 @@ def _read(path: Path) -> dict:
     return manifest
 
 
+def _newest(root: Path):
+    """The valid checkpoints of ``root``, newest first, as ``(path, manifest)``: one whose
+    manifest or arrays do not match their digests is skipped with a warning."""
+    for path in sorted(root.glob("ckpt-*"), reverse=True):
+        try:
+            manifest = _read(path)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            warnings.warn(f"skipping corrupt or half-written checkpoint {path} ({e}); trying "
+                          "the one before it", stacklevel=4)
+            continue
+        yield path, manifest
+
+
 def load(directory: str | os.PathLike, parts: dict[str, str], carry_like: Any):
     """The newest valid checkpoint as ``(chunk, carry, records)``, or None if there is none.
 
@@ -137,14 +150,7 @@ def load(directory: str | os.PathLike, parts: dict[str, str], carry_like: Any):
     initialised carry).
     """
     root = Path(directory)
-    leaves_like, treedef = jax.tree.flatten(carry_like)
-    for path in sorted(root.glob("ckpt-*"), reverse=True):
-        try:
-            manifest = _read(path)
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            warnings.warn(f"skipping corrupt or half-written checkpoint {path} ({e}); trying "
-                          "the one before it", stacklevel=3)
-            continue
+    for path, manifest in _newest(root):
         saved = manifest.get("parts", {})
         differ = [PARTS[k] for k in PARTS if saved.get(k) != parts.get(k)]
         if differ:
@@ -153,15 +159,36 @@ def load(directory: str | os.PathLike, parts: dict[str, str], carry_like: Any):
                 f"{'; '.join(differ)} differ from this call's. A checkpoint is resumed only by "
                 "the program that wrote it: pass a new checkpoint directory, or delete "
                 f"{root} to start over")
-        with np.load(path / "arrays.npz") as z:
-            if len(z.files) != len(leaves_like) + len(manifest["records"]):
-                raise ValueError(f"checkpoint {path} holds {len(z.files)} arrays, this program "
-                                 "expects another number: pass a new checkpoint directory")
-            leaves = [_restore(z[f"leaf{i}"], like, path, i) for i, like in
-                      enumerate(leaves_like)]
-            records = {k: z[f"rec_{k}"] for k in manifest["records"]}
-        return manifest["chunk"], jax.tree.unflatten(treedef, leaves), records
+        carry, records = _leaves(path, manifest, carry_like)
+        return manifest["chunk"], carry, records
     return None
+
+
+def load_final(directory: str | os.PathLike, like: Any, chunk: int) -> Any:
+    """The state of the last checkpoint (``chunk``) of a finished sweep, for reading its
+    members back (e.g. ``jaxlr.load(DIR).params(i)``): the newest valid checkpoint must be that
+    chunk's, and every leaf must have ``like``'s dtype and shape past the member axis (the
+    number of rows is the checkpoint's)."""
+    for path, manifest in _newest(Path(directory)):
+        if manifest["chunk"] != chunk:
+            raise ValueError(f"the newest checkpoint in {directory} is chunk "
+                             f"{manifest['chunk']}, not the last step's ({chunk}): the run did "
+                             "not finish; resume it first")
+        return _leaves(path, manifest, like)[0]
+    raise ValueError(f"no valid checkpoint in {directory}")
+
+
+def _leaves(path: Path, manifest: dict, like: Any) -> tuple[Any, dict]:
+    """The checkpoint's tree (each leaf checked against ``like``'s) and its records."""
+    leaves_like, treedef = jax.tree.flatten(like)
+    with np.load(path / "arrays.npz") as z:
+        if len(z.files) != len(leaves_like) + len(manifest["records"]):
+            raise ValueError(f"checkpoint {path} holds {len(z.files)} arrays, this program "
+                             "expects another number: pass a new checkpoint directory")
+        leaves = [_restore(z[f"leaf{i}"], like, path, i) for i, like in
+                  enumerate(leaves_like)]
+        records = {k: z[f"rec_{k}"] for k in manifest["records"]}
+    return jax.tree.unflatten(treedef, leaves), records
 
 
 def _restore(value: np.ndarray, like: Any, path: Path, i: int) -> Any:

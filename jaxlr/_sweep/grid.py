@@ -47,6 +47,15 @@ class Grid:
 
     Build it with :func:`grid` (cartesian product) and combine with :meth:`zip` (paired axes)
     or ``*`` (product of two grids). ``len(g)`` is M; iterating yields one dict per member.
+
+    Attributes:
+        columns: dict name -> [M] array (float32 / int32), one per hyperparameter.
+
+    Example:
+        >>> import jaxlr
+        >>> g = jaxlr.grid(lr=[0.1, 0.01], seed=2)
+        >>> len(g), g[1]
+        (4, {'lr': 0.1, 'seed': 1})
     """
 
     def __init__(self, columns: Mapping[str, np.ndarray]):

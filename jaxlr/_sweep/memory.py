@@ -32,9 +32,13 @@ def program_bytes(compiled: Any) -> int | None:
 
 
 def free_bytes(devices: Sequence[Any]) -> int | None:
-    """Bytes free for ONE of ``devices`` (the smallest), or None when unknown. An accelerator
-    reports its own (``memory_stats``); host devices share the machine's available memory
-    (``MemAvailable``), so each gets its share."""
+    """Bytes free for ONE of ``devices`` (the smallest of this process' own), or None when
+    unknown. An accelerator reports its own (``memory_stats``, which only a device's own
+    process may ask); host devices share the machine's available memory (``MemAvailable``),
+    so each gets its share."""
+    devices = [d for d in devices if d.process_index == jax.process_index()]  # this host's
+    if not devices:
+        return None
     stats = [d.memory_stats() for d in devices]
     if all(s and "bytes_limit" in s for s in stats):
         return min(int(s["bytes_limit"]) - int(s.get("bytes_in_use", 0)) for s in stats)
@@ -43,8 +47,7 @@ def free_bytes(devices: Sequence[Any]) -> int | None:
             with open("/proc/meminfo") as f:
                 for line in f:
                     if line.startswith("MemAvailable:"):
-                        local = sum(d.process_index == jax.process_index() for d in devices)
-                        return int(line.split()[1]) * 1024 // max(local, 1)
+                        return int(line.split()[1]) * 1024 // len(devices)
         except OSError:
             return None
     return None

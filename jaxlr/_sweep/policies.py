@@ -1,21 +1,115 @@
-"""Successive halving inside a sweep: rank the members at rungs, keep the best 1/eta."""
+"""Between-chunk policies: what may change the members' layout between two compiled chunks.
+
+The loop runs chunks; at the chunk ends a policy asks for (:meth:`Policy.boundaries`), it
+shows the policy a :class:`ChunkEnd` (the step, the recorded curves, the members in the rows)
+and the policy may return a :class:`Layout`: which member each row holds next and from which
+old row its state (params, model state, optimizer state, status) is copied, with new
+hyperparameter columns if it likes. Keep rows, drop rows (successive halving), copy rows with
+new hyperparameters (population-based training's exploit/explore): the loop applies any of them
+the same way (an on-device gather of the rows), so a new policy never touches the loop.
+
+Successive halving is the first policy: rank the settings at rungs, keep the best 1/eta.
+"""
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from jaxlr._optim import hparam
 
 
+class ChunkEnd(NamedTuple):
+    """What a policy sees at a chunk end it asked for."""
+
+    step: int  # steps done by the rows (the chunk's end)
+    steps: int  # the run's length
+    active: np.ndarray  # [r] the member each row holds (padding rows excluded)
+    alive: np.ndarray  # [r] bool: not diverged
+    curves: Any  # the recorded curves (``curves.Curves``), complete up to ``step``
+    grid: Any  # the sweep's Grid
+    hparams: dict  # [M] the members' current hyperparameter columns
+
+
+class Layout(NamedTuple):
+    """A new member layout: row ``i`` holds member ``members[i]`` and starts from the state of
+    the old row ``source[i]``; ``hparams`` (None: unchanged) holds new [M] hyperparameter
+    columns. A member of the old rows that is in no new row stops at this step."""
+
+    members: np.ndarray
+    source: np.ndarray
+    hparams: dict | None = None
+
+
+class Policy:
+    """The interface: a policy needs nothing but these three methods (defaults: do nothing)."""
+
+    def boundaries(self, steps: int) -> list[int]:
+        """The steps at which this policy must see the sweep (each ends a chunk)."""
+        return []
+
+    def batch_sizes(self, grid: Any, steps: int, n_devices: int) -> list[int]:
+        """The row counts its layouts will have, when known ahead (compiled ahead)."""
+        return []
+
+    def after_chunk(self, end: ChunkEnd) -> Layout | None:
+        """The new layout, or None to go on unchanged."""
+        return None
+
+
 class SuccessiveHalving(NamedTuple):
-    """The pruning rule of :func:`successive_halving` (pass it as ``jaxlr.sweep(prune=...)``)."""
+    """The pruning rule of :func:`successive_halving`, passed as ``jaxlr.sweep(prune=...)``.
+
+    A between-chunk :class:`Policy` that drops the losing settings' rows at rungs.
+
+    Attributes:
+        min_steps: the first rung; reduction_factor: eta (keep the best 1/eta at a rung);
+        by: ``"loss"``, ``"eval"`` or an aux metric; mode: ``"min"`` or ``"max"``.
+
+    Example:
+        >>> import jaxlr
+        >>> jaxlr.successive_halving(min_steps=10, reduction_factor=3).rungs(100)
+        [10, 30, 90]
+    """
 
     min_steps: int  # the first rung
     reduction_factor: int  # eta: keep the best 1/eta at each rung
     by: str  # "loss" (smoothed training loss), "eval", or an aux metric recorded at eval
     mode: str  # "min" or "max"
+
+    def boundaries(self, steps: int) -> list[int]:
+        return self.rungs(steps)
+
+    def batch_sizes(self, grid: Any, steps: int, n_devices: int) -> list[int]:
+        """The rows after each rung, padded to the devices, when every setting has the same
+        number of seeds (then they do not depend on the ranking); [] otherwise."""
+        counts = np.bincount(grid.settings())
+        if len(set(counts.tolist())) != 1:
+            return []
+        n, per, out = len(counts), int(counts[0]), []
+        for _ in self.rungs(steps):
+            n = max(1, n // self.reduction_factor)
+            out.append(-(-n * per // n_devices) * n_devices)
+        return out
+
+    def scores(self, end: ChunkEnd) -> np.ndarray:
+        """[n] the active members' scores at a rung (lower is better; inf when diverged)."""
+        if self.by == "loss":
+            value = end.curves.loss_window_mean(end.active, end.step)
+        else:
+            value = end.curves.last_eval(self.by)[end.active]
+        value = value.astype(np.float64) * (1.0 if self.mode == "min" else -1.0)
+        return np.where(end.alive & np.isfinite(value), value, np.inf)
+
+    def after_chunk(self, end: ChunkEnd) -> Layout | None:
+        """At a rung: the survivors' rows (:meth:`survivors`), or None when all survive."""
+        if end.step not in self.rungs(end.steps):
+            return None
+        keep = self.survivors(end.active, self.scores(end), end.grid.settings()[end.active])
+        if len(keep) == len(end.active):
+            return None
+        return Layout(members=keep, source=np.searchsorted(end.active, keep))
 
     def rungs(self, steps: int) -> list[int]:
         """The rung steps ``min_steps * eta**k`` strictly below ``steps``."""

@@ -8,11 +8,31 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxlr._sweep.curves import tail_mean
 from jaxlr._sweep.grid import Grid
 
 
 class Best(NamedTuple):
-    """The best hyperparameter setting of a sweep."""
+    """The best hyperparameter setting of a sweep (:meth:`SweepResult.best`).
+
+    Attributes:
+        index: the member index (with ``over="seed"``: the best seed of the best setting).
+        hparams: that member's hyperparameters (without ``seed`` when ``over="seed"``).
+        value: the metric (the mean over the setting's seeds when ``over="seed"``).
+        std: its standard deviation over the seeds, ddof 0 (0.0 without ``over="seed"``).
+        params: the trained params / model of member ``index`` (None when a loaded result
+            cannot restore them).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxlr
+        >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+        >>> res = jaxlr.sweep(lambda k: jnp.zeros(1), lambda w, b: jnp.mean(
+        ...     (b[0] @ w - 2.0 * b[0][:, 0]) ** 2), (x,), lambda hp: jaxlr.sgd(hp["lr"]),
+        ...     jaxlr.grid(lr=[0.01, 0.5], seed=2), steps=20, batch_size=8, progress=False)
+        >>> best = res.best(by="loss", over="seed")
+        >>> best.hparams, best.params.shape
+        ({'lr': 0.5}, (1,))
+    """
 
     index: int  # member index (with over="seed": the best seed of the best setting)
     hparams: dict  # that member's hyperparameters (without "seed" when over="seed")
@@ -23,6 +43,15 @@ class Best(NamedTuple):
 
 class SweepResult:
     """Everything a sweep measured, per member (axis 0 is the member axis, M rows).
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxlr
+        >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+        >>> res = jaxlr.sweep(lambda k: jnp.zeros(1), lambda w, b: jnp.mean(
+        ...     (b[0] @ w - 2.0 * b[0][:, 0]) ** 2), (x,), lambda hp: jaxlr.sgd(hp["lr"]),
+        ...     jaxlr.grid(lr=[0.1, 5.0]), steps=10, batch_size=8, progress=False)
+        >>> res.loss.shape, res.diverged.tolist(), res.hparams["lr"].tolist()
+        ((2, 10), [False, True], [0.10000000149011612, 5.0])
 
     Attributes:
         grid: the :class:`Grid` that was swept.
@@ -36,11 +65,16 @@ class SweepResult:
         pruned_at: [M] the rung at which successive halving stopped the member, -1 if never
             (its curves are NaN after it, it is never the best, its params are those at the
             rung).
+
+    The trained state is given (``state``, ``assemble``: what the sweep left) or loaded on
+    first use by ``load_state() -> (state, assemble)`` (e.g. a run directory's checkpoint,
+    read by ``jaxlr.load``); when that fails, :meth:`params` says why and :meth:`best`'s
+    ``params`` is None.
     """
 
     def __init__(self, *, grid: Grid, loss, lr, eval, eval_aux, eval_steps, diverged,
-                 diverged_at, state: Any, assemble: Callable[[Any, Any], Any],
-                 pruned_at=None):
+                 diverged_at, state: Any = None, assemble: Callable[[Any, Any], Any] | None = None,
+                 pruned_at=None, load_state: Callable[[], tuple[Any, Callable]] | None = None):
         self.grid = grid
         self.hparams = dict(grid.columns)
         self.loss, self.lr = loss, lr
@@ -49,6 +83,20 @@ class SweepResult:
         self.pruned_at = (np.full(len(grid), -1, np.int32) if pruned_at is None
                           else np.asarray(pruned_at))
         self._state, self._assemble = state, assemble
+        self._load_state, self._no_state = load_state, None if state is not None else (
+            "this result holds no trained state")
+
+    def _ensure_state(self) -> None:
+        """Load the trained state once, or raise ValueError saying why there is none."""
+        if self._state is None and self._load_state is not None:
+            load, self._load_state = self._load_state, None
+            try:
+                self._state, self._assemble = load()
+            except Exception as e:  # noqa: BLE001 - any failure: said, with its cause
+                self._no_state = str(e) if isinstance(e, ValueError) else (
+                    f"{type(e).__name__}: {e}")
+        if self._state is None:
+            raise ValueError(self._no_state)
 
     def __len__(self) -> int:
         return len(self.grid)
@@ -60,11 +108,7 @@ class SweepResult:
 
     def final_loss(self) -> np.ndarray:
         """[M] mean training loss over the last 10% of steps (inf for diverged members)."""
-        tail = max(1, self.loss.shape[1] // 10)
-        last = self.loss[:, -tail:]
-        finite = np.isfinite(last)
-        value = np.where(finite, last, 0.0).sum(axis=1) / np.maximum(finite.sum(axis=1), 1)
-        value = np.where(finite.any(axis=1), value, np.inf)
+        value = tail_mean(self.loss)
         return np.where(self.diverged | ~np.isfinite(value), np.inf, value)
 
     def metric(self, by: str = "loss") -> np.ndarray:
@@ -106,14 +150,21 @@ class SweepResult:
                              "lower the learning rates")
         if over is None:
             i = int(np.argmin(score))
-            return Best(i, self.grid[i], float(sign * score[i]), 0.0, self.params(i))
+            return Best(i, self.grid[i], float(sign * score[i]), 0.0, self._params_or_none(i))
         groups = self.by_setting()
         means = [np.mean(score[idx]) for idx in groups.values()]
         g = int(np.argmin(means))
         idx = list(groups.values())[g]
         i = int(idx[np.argmin(score[idx])])
         hp = {k: v for k, v in self.grid[i].items() if k != "seed"}
-        return Best(i, hp, float(sign * means[g]), float(np.std(score[idx])), self.params(i))
+        return Best(i, hp, float(sign * means[g]), float(np.std(score[idx])),
+                    self._params_or_none(i))
+
+    def _params_or_none(self, i: int) -> Any:
+        try:
+            return self.params(i)
+        except ValueError:  # no trained state (e.g. a loaded run without a checkpoint)
+            return None
 
     def by_setting(self) -> dict[tuple, np.ndarray]:
         """The members of each hyperparameter setting, to aggregate over seeds.
@@ -174,6 +225,7 @@ class SweepResult:
             The stacked ("batched") pytree layout of ``jax.vmap``:
             https://docs.jax.dev/en/latest/automatic-vectorization.html
         """
+        self._ensure_state()
         m = len(self)  # the sweep pads the member axis to a multiple of the device count
         return jax.tree.map(lambda x: x if x.shape[0] == m else x[:m], self._state)
 
@@ -182,6 +234,7 @@ class SweepResult:
         ordinary model (a diverged member's last good state)."""
         if not 0 <= i < len(self):
             raise ValueError(f"member index must be in [0, {len(self)}), got {i}")
+        self._ensure_state()
         params, rest = jax.tree.map(lambda x: x[i], self._state)
         return self._assemble(params, rest)
 

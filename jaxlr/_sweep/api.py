@@ -1,0 +1,232 @@
+"""``jaxlr.sweep``: the thin front of the engine (check -> plan -> programs -> loop -> result).
+
+Like optimistix's ``minimise``, it only wires the layers: :mod:`plan` checks the arguments and
+plans the run, :mod:`compiled` builds the member program's compiled forms, :mod:`loop` runs the
+chunks and the between-chunk policies, :mod:`result` holds what came out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+import optax
+
+from jaxlr._optim import DIVERGENCE_FACTOR
+from jaxlr._sweep import checkpoint as _checkpoint
+from jaxlr._sweep import loop, memory
+from jaxlr._sweep.compiled import (
+    Dispatch,
+    Functions,
+    build,
+    chunk_inputs,
+    compile_cached,
+    lower_all,
+)
+from jaxlr._sweep.data import chain_first, peek
+from jaxlr._sweep.grid import Grid
+from jaxlr._sweep.member import DivergenceRule
+from jaxlr._sweep.placement import Placement, Rows
+from jaxlr._sweep.plan import Plan, check_prune, make_plan
+from jaxlr._sweep.policies import SuccessiveHalving
+from jaxlr._sweep.result import SweepResult
+
+
+def sweep(
+    init: Any,
+    loss_fn: Callable,
+    data: Any,
+    optimizer: Callable[[dict], optax.GradientTransformation],
+    grid: Grid | Mapping[str, Any],
+    *,
+    steps: int,
+    batch_size: int,
+    eval_data: Any = None,
+    eval_every: int | None = None,
+    devices: Any = None,
+    checkpoint: Any = None,
+    progress: bool = True,
+    chunk_size: int | None = None,
+    divergence_factor: float = DIVERGENCE_FACTOR,
+    divergence: DivergenceRule | None = None,
+    prune: SuccessiveHalving | None = None,
+) -> SweepResult:
+    r"""Train every member of ``grid`` in parallel: one compiled ``jit(vmap(scan))`` program.
+
+    A member is one set of hyperparameters and one seed. Member ``m`` starts from
+    ``init(jax.random.key(seed_m))`` (or from the given ``nnx.Module``, with its RNG streams
+    folded with the seed), sees the batches of its seed (each epoch a permutation of the
+    examples drawn on device from ``(seed, epoch)``; members with the same seed see the same
+    batches), and is optimized by ``optimizer(hp_m)`` where ``hp_m`` holds its (traced)
+    hyperparameters. Each update also passes ``value=loss`` (the batch loss), so a
+    :func:`jaxlr.reduce_on_plateau` controller works as the LR. A member's results do not depend
+    on the other members, on M, or on the number of devices (to float tolerance).
+
+    Divergence quarantine: a member whose loss or gradients become non-finite, or whose loss
+    exceeds its first loss by more than ``divergence_factor`` :math:`\times |loss_0|`, is frozen
+    at its last good parameters (and model state) from that step on (its later losses are NaN)
+    and its step is recorded in ``diverged_at``; nothing is raised, and the other members are
+    untouched. The check costs one pass over the gradients per step (they exist anyway), and the
+    freeze is a select fused into the parameter update, so the optimizer's maths fuses as in a
+    plain optax loop. The one case it sees a step late: an update that is non-finite although
+    the loss and gradients are finite (e.g. a NaN learning rate from the optimizer) makes the
+    parameters non-finite, which the next step's loss shows; that member is frozen there, with
+    those parameters. A frozen member's optimizer state is never used again.
+
+    Every call traces its functions afresh, so it sees the values they read now (globals,
+    closure cells, defaults, attributes of closed-over objects). An XLA executable of an
+    earlier call is reused only when this call's trace lowers to the same program (the same
+    StableHLO text, constants included, the same pytree structures and devices), which skips
+    the XLA compile of a repeated sweep without ever running a stale program. Within a call
+    each program compiles once, whatever the grid. Swept values belong in the grid (traced,
+    one compile for all).
+
+    Before step 0 the inputs are checked (``jaxlr._sweep.checks``: the loss's signature and
+    output, non-finite or list data, ``eval_data`` against the model, the keys ``optimizer``
+    reads) and the compiled program's memory (XLA's estimate) is compared with what the devices
+    have free: a sweep that does not fit raises ``MemoryError`` with the largest M that does.
+
+    Training runs in chunks of ``chunk_size`` scanned steps (one compiled chunk reused; the
+    last chunk is padded with masked steps, so it does not recompile). Between chunks the
+    progress bar advances and, every ``eval_every`` steps, members are evaluated on
+    ``eval_data`` (NNX modules in ``.eval()`` mode). A run of one chunk without a checkpoint
+    is a single program, init included, that keeps the optimizer state inside (as a
+    hand-written ``jit(vmap(scan))`` loop does; on CPU that is a few percent faster per step).
+    With ``progress=False`` and nothing else to do between chunks (no ``eval_every``,
+    ``checkpoint`` or ``prune``), that is the default: the whole run is one chunk, unless its
+    batch indices would take more than 64 MiB. Like any long ``jax.jit`` call, such a run
+    returns (and a Ctrl-C takes effect) only when it is done: pass ``chunk_size`` to bound that.
+
+    Args:
+        init: ``key -> params`` (pytree, or linen variables from ``module.init``), ``key ->
+            nnx.Module``, or an ``nnx.Module`` instance every seed starts from.
+        loss_fn: ``(model_or_params, batch) -> loss`` or ``(loss, aux_dict)``; it receives what
+            ``init`` returns (the NNX module, merged).
+        data: a tuple/dict of arrays with the examples on axis 0 (kept on device, no copy per
+            member), or an iterable of such batches (shared by all members, consumed in chunks).
+        optimizer: ``hp -> optax transform`` for one member; ``hp`` maps each grid axis (and
+            ``"seed"``) to a traced scalar.
+        grid: a :class:`Grid` (or a dict, passed to :func:`jaxlr.grid`). Every axis but
+            ``seed`` must be read by ``optimizer(hp)`` (else members would train identically:
+            a misspelt name is refused before step 0); an axis whose name starts with ``_`` is
+            a label that need not be read.
+        steps: training steps per member (> 0).
+        batch_size: examples per batch (<= number of examples).
+        eval_data: optional data evaluated in full every ``eval_every`` steps and at the end.
+        eval_every: evaluation period in steps (default: only at the end).
+        devices: devices to shard the member axis over: None (default) for this process'
+            devices, ``"all"`` for every process' devices once ``jax.distributed.initialize``
+            has run (many hosts: every process calls ``sweep`` with the same arguments and
+            data, places only its own members' shards, and receives the whole result), or a
+            list of devices.
+        checkpoint: a directory: after every chunk the state is saved there atomically (see
+            ``jaxlr._sweep.checkpoint``), and a sweep started with a directory that holds a
+            checkpoint of the same program resumes from it, to the same result as an
+            uninterrupted run. "The same program": the same settings, the same structure,
+            shapes and dtypes of the trained state, the same data and eval data (SHA-256 of
+            the arrays; of an iterable, its first batch) and the same lowered training program
+            (so the same model, loss, optimizer and the values they read); a checkpoint of
+            another program is refused with a ValueError naming what differs. With an iterable
+            ``data``, pass a fresh iterable: consumed batches are skipped. With many processes,
+            process 0 writes and every process reads: use a disk they share.
+        progress: show a tqdm progress bar.
+        chunk_size: steps per compiled chunk (default: ``eval_every`` if given, else the whole
+            run when ``progress=False`` and nothing happens between chunks (see above), else
+            <= 200 steps, dividing the run as evenly as possible).
+        divergence_factor: the blow-up threshold above (> 0).
+        divergence: a custom :class:`DivergenceRule` replacing the blow-up test (advanced; e.g.
+            the LR range test's stop rule).
+        prune: :func:`jaxlr.successive_halving` to stop the losing settings at rungs and
+            compact the survivors into a smaller batch (see there); ``pruned_at`` records it.
+
+    Returns:
+        A :class:`SweepResult` with ``loss``/``lr`` ``[M, steps]``, ``eval``, ``diverged``,
+        ``diverged_at``, ``pruned_at``, ``best()``, ``params(i)``, ``table()``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, jaxlr
+        >>> x = jax.random.normal(jax.random.key(0), (64, 3)); y = x @ jnp.array([1., -2., .5])
+        >>> res = jaxlr.sweep(lambda key: jnp.zeros(3),
+        ...                   lambda w, b: jnp.mean((b[0] @ w - b[1]) ** 2), (x, y),
+        ...                   lambda hp: jaxlr.sgd(hp["lr"]), jaxlr.grid(lr=[0.01, 0.1, 3.0]),
+        ...                   steps=50, batch_size=16, progress=False)
+        >>> res.diverged.tolist(), res.best(by="loss").hparams["lr"]
+        ([False, False, True], 0.1)
+
+    References:
+        JAX sharding: https://docs.jax.dev/en/latest/sharded-computation.html
+    """
+    plan = make_plan(loss_fn, data, optimizer, grid, steps=steps, batch_size=batch_size,
+                     eval_data=eval_data, eval_every=eval_every, checkpoint=checkpoint,
+                     progress=progress, chunk_size=chunk_size,
+                     divergence_factor=divergence_factor, divergence=divergence, prune=prune)
+    place = Placement(devices)
+    inputs, plan = _place_inputs(plan, place, data, eval_data)
+    fns = build(init, loss_fn, optimizer, plan, place, inputs.sample_batch, inputs.eval_data)
+    if prune is not None:
+        check_prune(prune, plan.k, eval_data, plan.eval_every, fns.aux_names)
+    fns, lowered = _fits(plan, fns, place, inputs)
+    out = loop.run(plan, fns, place, inputs, lowered, [] if prune is None else [prune])
+    params, rest, status = place.fetch(out.final, numpy=False)
+    status = jax.tree.map(lambda x: np.asarray(x)[:plan.m], status)
+    arrays = out.curves.to_arrays()
+    return SweepResult(
+        grid=plan.grid,
+        loss=arrays["loss"][:, :steps],
+        lr=arrays["lr"][:, :steps],
+        eval=arrays.get("eval"),
+        eval_aux={a[len("aux_"):]: v for a, v in arrays.items() if a.startswith("aux_")},
+        eval_steps=arrays["eval_steps"],
+        diverged=~status.alive,
+        diverged_at=status.diverged_at,
+        pruned_at=out.stopped_at,
+        state=(params, rest),
+        assemble=fns.model.assemble,
+    )
+
+
+def _place_inputs(plan: Plan, place: Placement, data: Any,
+                  eval_data: Any) -> tuple[loop.Inputs, Plan]:
+    """Everything the programs read, onto the mesh in ONE transfer call (dtypes
+    canonicalised); with a checkpoint, the SHA-256 of the host data first."""
+    # a checkpoint is resumed only with the same data: their digests, from the host arrays
+    digests = None if plan.checkpoint is None else (
+        _checkpoint.tree_digest(data) if plan.in_memory else None,
+        _checkpoint.tree_digest(eval_data))
+    rows = Rows(np.arange(plan.m), len(place.devices))
+    by_member, replicated = place.by_member, place.replicated
+    hp, seed_pos, seeds, data, eval_data = place.put(
+        (*rows.host(plan.cols), plan.seeds, data if plan.in_memory else None, eval_data),
+        (by_member, by_member, replicated, replicated, replicated))
+    if plan.in_memory:
+        sample_batch = jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+            (plan.batch_size, *a.shape[1:]), a.dtype), data)
+    else:
+        sample_batch = peek(plan.batches, "data")
+        plan = plan._replace(batches=chain_first(sample_batch, plan.batches))
+    return loop.Inputs(hp, seed_pos, seeds, data, eval_data, sample_batch, digests), plan
+
+
+def _fits(plan: Plan, fns: Functions, place: Placement,
+          inputs: loop.Inputs) -> tuple[Functions, list]:
+    """Lower and compile the programs the loop runs (an executable from an earlier call when
+    the program is the same: :func:`compile_cached`), and check that they fit in the devices'
+    memory before anything trains. Returns the functions that run them and the lowered
+    programs."""
+    carry = None if plan.whole else jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=place.by_member,
+                                       weak_type=s.weak_type), jax.eval_shape(fns.init, inputs.hp))
+    xs, table = chunk_inputs(fns, inputs.data, inputs.seeds, inputs.sample_batch, plan.k)
+    lowered = lower_all(fns, plan.whole, carry, inputs.hp, xs, table, inputs.seed_pos,
+                        inputs.eval_data, place.by_member)
+    compiled = [compile_cached(p, place.devices) for p in lowered]
+    need = max((memory.program_bytes(c) or 0 for c in compiled), default=0)
+    memory.check_fits(need, memory.free_bytes(place.devices), plan.m + (-plan.m % len(
+        place.devices)), len(place.devices), memory.tree_bytes((xs, table, inputs.eval_data)))
+    run = "whole" if plan.whole else "chunk"
+    fns = fns._replace(**{run: Dispatch(getattr(fns, run), compiled[0])})
+    if inputs.eval_data is not None:
+        fns = fns._replace(evaluate=Dispatch(fns.evaluate, compiled[1]))
+    return fns, lowered

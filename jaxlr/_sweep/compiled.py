@@ -1,0 +1,254 @@
+"""The compiled programs of one sweep call: the member program mapped over the member axis,
+jitted with the member sharding, and the small programs around it (batch indices, row moves).
+
+Every call builds them afresh from the user's functions as they are now (see :func:`build`);
+only the batch-index program, which depends on static integers alone, is shared across calls.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlr._sweep.data import batch_indices
+from jaxlr._sweep.member import Carry, Program, state
+from jaxlr._sweep.models import Model, adapt
+from jaxlr._sweep.placement import Placement, mesh
+from jaxlr._sweep.plan import Plan
+
+
+class Functions(NamedTuple):
+    """The compiled functions of one sweep call (built afresh for each call: :func:`build`)."""
+
+    model: Model
+    aux_names: list[str]
+    init: Callable  # hp [rows] -> carry
+    chunk: Callable  # (carry, hp, t0, xs, table, seed_pos) -> (carry, (loss, lr) [rows, K])
+    batch_table: Callable | None  # (seeds, t0) -> [S, K, bs] the chunk's batch indices per seed
+    whole: Callable  # (hp, xs, table, seed_pos) -> (state, (loss, lr)): init + one chunk
+    evaluate: Callable  # (state, eval_data) -> (loss, aux) [rows]
+    copy_state: Callable  # carry -> a copy of state(carry) (the carry is donated)
+    write_rows: Callable  # (store, rows, ids) -> store with store[ids] = rows
+    take_rows: Callable  # (tree, idx) -> tree[idx]
+    ahead: dict  # rows -> Future of the chunk compiled ahead of time for that batch size
+
+
+def chunk_inputs(fns: Functions, data: Any, seeds: jax.Array, sample_batch: Any,
+                 k: int) -> tuple[Any, Any]:
+    """A chunk's ``(xs, table)`` as the loop passes them (an iterable's: abstract)."""
+    if data is not None:
+        return data, fns.batch_table(seeds, np.int32(0))
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(
+        (k, *np.shape(a)), jax.dtypes.canonicalize_dtype(a.dtype)), sample_batch), None
+
+
+def lower_all(fns: Functions, whole: bool, carry: Carry | None, hp: dict, xs: Any,
+              table: Any, seed_pos: jax.Array, eval_data: Any, by_member: Any) -> list:
+    """The lowered programs the loop will run: the chunk (or the whole run) and the eval."""
+    if whole:
+        out = [fns.whole.lower(hp, xs, table, seed_pos)]
+        st = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_member),
+                          jax.eval_shape(fns.whole, hp, xs, table, seed_pos)[0])
+    else:
+        out = [fns.chunk.lower(carry, hp, np.int32(0), xs, table, seed_pos)]
+        st = state(carry)
+    if eval_data is not None:
+        out.append(fns.evaluate.lower(st, eval_data))
+    return out
+
+
+# Executables compiled from a lowered program, by what the compiler reads (see compile_cached)
+_EXECUTABLES: OrderedDict = OrderedDict()
+_MAX_EXECUTABLES = 16
+
+
+def compile_cached(lowered: Any, devices: Sequence[Any]) -> Any:
+    """``lowered.compile()``, or the executable a previous call compiled from the SAME program.
+
+    The key is everything the compiler reads: a SHA-256 of the program's full StableHLO text
+    (its ops, shapes, dtypes, shardings and every constant the trace embedded: whatever the
+    user's functions read when they were traced), the input and output pytree structures (so
+    a re-defined class is another program) and the devices. A new call that traces its
+    functions to the same program gets the same executable without an XLA compile; anything
+    that changed what the functions compute changes the text, so it compiles afresh.
+    Tracing and lowering still happen in every call (they read the functions as they are now).
+    """
+    key = (hashlib.sha256(lowered.as_text().encode()).hexdigest(), lowered.in_tree,
+           lowered.out_tree, tuple((d.platform, d.id) for d in devices))
+    if key in _EXECUTABLES:
+        _EXECUTABLES.move_to_end(key)
+        return _EXECUTABLES[key]
+    compiled = _EXECUTABLES[key] = lowered.compile()
+    while len(_EXECUTABLES) > _MAX_EXECUTABLES:
+        _EXECUTABLES.popitem(last=False)
+    return compiled
+
+
+def clear_caches() -> None:
+    """Forget every compiled program :func:`jaxlr.sweep` keeps across calls.
+
+    Two caches live across calls, both keyed on everything their programs depend on (so
+    clearing them never changes a result, only frees memory and costs compile time): the XLA
+    executables of sweep programs, by their lowered program, and the batch-index programs, by
+    their static integers.
+
+    Returns:
+        None.
+
+    Example:
+        >>> import jaxlr
+        >>> jaxlr.clear_caches()
+
+    References:
+        equinox's ``clear_caches``, the model: https://docs.kidger.site/equinox/api/caches/
+    """
+    _EXECUTABLES.clear()
+    _batch_table.cache_clear()
+
+
+class Dispatch:
+    """A jitted function that runs ``compiled`` (its executable for the shapes planned) when
+    the arguments match it, else the jitted function itself (other shapes: e.g. the smaller
+    batches left by successive halving)."""
+
+    def __init__(self, jitted: Callable, compiled: Any):
+        self.jitted, self.compiled = jitted, compiled
+
+    def __call__(self, *args):
+        try:
+            return self.compiled(*args)
+        except (TypeError, ValueError):  # raised before running: the types or shardings
+            return self.jitted(*args)
+
+    def lower(self, *args):
+        return self.jitted.lower(*args)
+
+    def _cache_size(self) -> int:
+        return self.jitted._cache_size() + 1
+
+
+def program_digest(lowered: list) -> str:
+    """A SHA-256 of the lowered (StableHLO) chunk and eval programs: whatever the trace read
+    (the model, the loss, the optimizer, the values they close over, embedded as constants)
+    is in it, and nothing of the run's progress. Lowering is a step of every jit call, so this
+    adds no compile."""
+    return hashlib.sha256("".join(p.as_text() for p in lowered).encode()).hexdigest()
+
+
+def compile_ahead(fns: Functions, sizes: list[int], args: tuple, sharding: Any) -> None:
+    """Compile the chunk for the batch sizes successive halving will leave, in a background
+    thread while the first rungs train, so a rung does not stop to compile."""
+    todo = [r for r in sizes if r not in fns.ahead]
+    if not todo:
+        return
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jaxlr-compile")
+
+    def abstract(tree, r):
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct((r, *x.shape[1:]), x.dtype,
+                                                           sharding=sharding), tree)
+
+    carry, hp, t0, xs, table, seed_pos = args
+    for r in todo:
+        spec = (abstract(carry, r), abstract(hp, r), t0, xs, table, abstract(seed_pos, r))
+        fns.ahead[r] = pool.submit(lambda spec=spec: fns.chunk.lower(*spec).compile())
+    pool.shutdown(wait=False)
+
+
+def batch_table(k: int, n: int, batch_size: int, place: Placement) -> Callable:
+    """The jitted ``(seeds, t0) -> [S, k, batch_size]`` batch indices of a chunk (see
+    :func:`jaxlr._sweep.data.batch_indices`), shared by every sweep with the same static values
+    (it reads nothing else: its only inputs are these integers, the device set, the x64 mode
+    and its two array arguments)."""
+    return _batch_table(k, n, batch_size, tuple(place.devices), jax.config.jax_enable_x64)
+
+
+@functools.lru_cache(maxsize=32)
+def _batch_table(k: int, n: int, batch_size: int, devices: tuple, x64: bool) -> Callable:
+    del x64  # a key only: the traced program's integer dtypes depend on it
+    return jax.jit(lambda seeds, t0: batch_indices(seeds, t0, k, n, batch_size),
+                   out_shardings=mesh(devices)[1])
+
+
+def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: Placement,
+          sample_batch: Any, eval_data: Any = None) -> Functions:
+    """The compiled functions of this call, traced from the functions as they are NOW.
+
+    Nothing traced from a user's function is kept across calls: a trace reads the values of
+    the globals, closure cells, defaults, attributes and modules the function reaches at the
+    moment it runs, and no key short of the trace itself covers them all (a key on the code and
+    the closed-over objects' identities served the previous call's program after a global or
+    an attribute changed; ``tests/test_program_cache.py`` has the cases). Within one call each
+    program is traced once (``jax.jit``). The batch-index program depends only on static
+    integers and the devices, so it is shared across calls (:func:`batch_table`)."""
+    k, n, batch_size = plan.k, plan.n, plan.batch_size
+    model = adapt(init, loss_fn)
+    program = Program(model, optimizer, plan.steps, plan.rule, place.devices[0].platform)
+    aux_names = program.check(plan.hp0, sample_batch, eval_data)
+    by_member = place.by_member
+    in_memory = n is not None
+    vchunk = member_map(program.chunk, in_axes=(0, 0, None, None, None, 0))
+
+    def run_chunk(carry, hp, t0, xs, table, seed_pos):
+        if in_memory:  # xs: the data; each member reads its seed's row of the table per step
+            return vchunk(carry, hp, table, t0, xs, seed_pos)
+        return vchunk(carry, hp, xs, t0, None, seed_pos)
+
+    vinit = member_map(program.init, in_axes=(0,))
+
+    def run_whole(hp, xs, table, seed_pos):
+        """A run of one chunk: init and training in one program, the optimizer state kept in."""
+        carry, curves = run_chunk(vinit(hp), hp, jnp.int32(0), xs, table, seed_pos)
+        return state(carry), curves
+
+    return Functions(
+        model=model, aux_names=aux_names,
+        init=jax.jit(vinit, out_shardings=by_member),
+        chunk=jax.jit(run_chunk, out_shardings=by_member, donate_argnums=0),
+        whole=jax.jit(run_whole, out_shardings=by_member),
+        # The batch indices of a chunk [S, K, bs] come from a program of their own: computed
+        # inside the chunk program, the same indices made every training step ~3% slower on
+        # CPU (benchmarks/results/cpu-index-ab.md).
+        batch_table=batch_table(k, n, batch_size, place) if in_memory else None,
+        evaluate=jax.jit(member_map(program.evaluate, in_axes=(0, None))),
+        copy_state=jax.jit(lambda c: jax.tree.map(jnp.copy, state(c)),
+                           out_shardings=by_member),
+        write_rows=jax.jit(write_rows, out_shardings=by_member, donate_argnums=0),
+        take_rows=jax.jit(take_rows, out_shardings=by_member),
+        ahead={},
+    )
+
+
+def member_map(f: Callable, in_axes: tuple) -> Callable:
+    """``jax.vmap(f, in_axes)`` over the member axis, except that a batch of ONE member runs
+    ``f`` itself and adds the axis to its outputs: XLA:CPU compiles the batch-of-one program
+    (batched dots of batch 1) ~13% slower per step than the plain one
+    (``benchmarks/results/cpu-index-ab.md``). The size is static, so this is a trace-time
+    choice."""
+    batched = jax.vmap(f, in_axes=in_axes)
+
+    def mapped(*args):
+        sizes = {x.shape[0] for a, ax in zip(args, in_axes, strict=True) if ax == 0
+                 for x in jax.tree.leaves(a)}
+        if sizes != {1}:
+            return batched(*args)
+        one = [jax.tree.map(lambda x: x[0], a) if ax == 0 else a
+               for a, ax in zip(args, in_axes, strict=True)]
+        return jax.tree.map(lambda x: x[None], f(*one))
+
+    return mapped
+
+
+def write_rows(store: Any, rows: Any, ids: jax.Array) -> Any:
+    return jax.tree.map(lambda s, r: s.at[ids].set(r), store, rows)
+
+
+def take_rows(tree: Any, idx: jax.Array) -> Any:
+    return jax.tree.map(lambda x: x[idx], tree)

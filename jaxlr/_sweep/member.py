@@ -1,0 +1,170 @@
+"""The member program: what ONE member does, written once and vmapped over the member axis.
+
+A member's step is a loss, its gradients, an optax update, and the divergence quarantine
+(frozen at the last good parameters and model state when the loss or gradients become
+non-finite or the loss blows up); a chunk is ``lax.scan`` of K steps. Nothing here knows the
+member axis, devices, files or the loop: ``compiled.py`` maps and jits these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxlr._optim import hparam, lr_or_none
+from jaxlr._sweep import checks
+from jaxlr._sweep.data import gather
+from jaxlr._sweep.models import Model
+
+
+class DivergenceRule(NamedTuple):
+    """An in-program stop rule: ``update(state, step, loss) -> (state, bad)`` per member.
+
+    Non-finite losses and gradients always count as divergence; a rule adds a test on the
+    loss curve (the default: :func:`blowup_rule`; :func:`jaxlr.find_lr` brings its own).
+    """
+
+    init: Callable[[], Any]
+    update: Callable[[Any, jax.Array, jax.Array], tuple[Any, jax.Array]]
+
+
+def blowup_rule(factor: float) -> DivergenceRule:
+    r"""Diverged when :math:`loss_t - loss_0 > factor \cdot |loss_0|` (``loss_0``: step 0's)."""
+    hparam("divergence_factor", factor, gt=0)
+
+    def update(loss0, t, loss):
+        loss0 = jnp.where(t == 0, loss, loss0)
+        return loss0, loss - loss0 > factor * jnp.abs(loss0)
+
+    return DivergenceRule(init=lambda: jnp.float32(jnp.nan), update=update)
+
+
+class MemberStatus(NamedTuple):
+    """Per-member bookkeeping carried through the scan (leading axis M)."""
+
+    alive: jax.Array  # shape (), bool: not diverged
+    diverged_at: jax.Array  # shape (), int32: step of divergence, -1 if never
+    rule: Any  # the DivergenceRule's state
+
+
+class Carry(NamedTuple):
+    params: Any
+    rest: Any
+    opt_state: Any
+    status: MemberStatus
+
+
+def tree_finite(tree: Any, via_dot: bool = False) -> jax.Array:
+    """Whether every float in ``tree`` is finite, as ``isfinite`` of one float32 sum of ``0 * x``
+    over all leaves (concatenated): each term is 0, or NaN for an inf or a NaN, so the test is
+    exact (no overflow however large the values) and costs one pass over the gradients.
+
+    ``via_dot`` computes the sum as a dot with a vector of ones. XLA's CPU backend emits a float
+    sum reduction as an in-order loop (float addition is not associative) but hands a dot to a
+    vectorized matrix-vector kernel; in ``benchmarks/sweep.py`` the reduction cost 2-12% of a
+    logistic-regression step (M=64) and the dot about nothing (see ``benchmarks/README.md``).
+    On a GPU the concatenation fuses into the reduction (one kernel), so there it is used."""
+    flat = [jnp.ravel(jnp.abs(x) if jnp.iscomplexobj(x) else x).astype(jnp.float32)
+            for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    if not flat:
+        return jnp.bool_(True)
+    zeros = jnp.concatenate(flat) * np.float32(0.0)  # NaN where a value is not finite
+    total = jnp.dot(zeros, jnp.ones_like(zeros)) if via_dot else jnp.sum(zeros)
+    return jnp.isfinite(total)
+
+
+def state(carry: Carry) -> tuple[Any, Any, MemberStatus]:
+    """What a result keeps of a member: params, rest and status."""
+    return carry.params, carry.rest, carry.status
+
+
+class Program:
+    """The per-member functions that are vmapped and compiled."""
+
+    def __init__(self, model: Model, optimizer: Callable, steps: int, rule: DivergenceRule,
+                 platform: str = "cpu"):
+        self.model, self.optimizer = model, optimizer
+        self.steps, self.rule = steps, rule
+        self.check_via_dot = platform == "cpu"  # see tree_finite
+
+    def transform(self, hp: dict) -> optax.GradientTransformationExtraArgs:
+        tx = self.optimizer(hp)
+        if not isinstance(tx, optax.GradientTransformation):
+            raise ValueError("optimizer(hp) must return an optax transform (e.g. jaxlr.adam("
+                             f"hp['lr'])), got {type(tx).__name__}")
+        return optax.with_extra_args_support(tx)
+
+    def check(self, hp: dict, batch: Any, eval_data: Any = None) -> list[str]:
+        """Trace one member's init, step (optimizer included) and, given ``eval_data``, its
+        evaluation abstractly: bad outputs, hp keys and axes, eval_data fail here, with names
+        (see ``checks.program``). Returns the names of the aux metrics ``loss_fn`` returns."""
+
+        return checks.program(self, hp, batch, eval_data)
+
+    def init(self, hp: dict) -> Carry:
+        params, rest = self.model.init(jax.random.key(hp["seed"]), hp["seed"])
+        status = MemberStatus(alive=jnp.bool_(True), diverged_at=jnp.int32(-1),
+                              rule=self.rule.init())
+        return Carry(params, rest, self.transform(hp).init(params), status)
+
+    def chunk(self, carry: Carry, hp: dict, xs: Any, t0: jax.Array, data: Any,
+              seed_pos: jax.Array):
+        """K steps of one member; ``xs`` is the chunk's batch indices into ``data`` per seed
+        [S, K, bs] (the member's row: ``seed_pos``), or the batches themselves when ``data`` is
+        None (an iterable's stacked chunk, [K, ...])."""
+        tx = self.transform(hp)
+        has_lr = lr_or_none(carry.opt_state) is not None
+
+        def step(carry: Carry, inp):
+            t, x = inp
+            batch = x if data is None else gather(data, xs[seed_pos, t - t0])
+            # rest (BatchNorm stats, RNG counters) is differentiated too, and its cotangent
+            # dropped: NNX may only mutate variables created at the trace level of the grad.
+            (loss, (_, rest)), (grads, _) = jax.value_and_grad(
+                self._loss, has_aux=True, allow_int=True)((carry.params, carry.rest), batch)
+            updates, opt_state = tx.update(grads, carry.opt_state, carry.params, value=loss)
+            st = carry.status
+            rule_state, blown = self.rule.update(st.rule, t, loss)
+            # The gradients, not the updates, are checked: they exist in memory anyway, so the
+            # check is one extra pass over them, and the optimizer's maths stays fused into the
+            # parameter update (the select below), as in a plain optax loop. An update that is
+            # non-finite although loss and gradients are finite (a NaN learning rate) shows
+            # in the next step's loss and freezes the member there.
+            bad = ~jnp.isfinite(loss) | ~tree_finite(grads, self.check_via_dot) | blown
+            active = (t < self.steps) & st.alive
+            keep = active & ~bad
+            params = optax.apply_updates(carry.params, jax.tree.map(
+                lambda u: jnp.where(keep, u, jnp.zeros((), u.dtype)), updates))
+            # a frozen member's optimizer state runs on (it is never used again): no select
+            out = Carry(params, jax.tree.map(lambda a, b: jnp.where(keep, a, b), rest,
+                                             carry.rest), opt_state, st)
+            rule_state = jax.tree.map(lambda a, b: jnp.where(active, a, b), rule_state, st.rule)
+            status = MemberStatus(alive=st.alive & ~(active & bad),
+                                  diverged_at=jnp.where(active & bad, t, st.diverged_at),
+                                  rule=rule_state)
+            record = [jnp.where(active, loss, jnp.nan).astype(jnp.float32)]
+            if has_lr:  # without an LR in the state, no per-step write of a NaN
+                record.append(jnp.where(active, lr_or_none(opt_state), jnp.nan))
+            return out._replace(status=status), record
+
+        k = xs.shape[1] if data is not None else jax.tree.leaves(xs)[0].shape[0]
+        ts = jnp.asarray(t0, jnp.int32) + jnp.arange(k, dtype=jnp.int32)  # int32 under x64
+        carry, record = jax.lax.scan(step, carry, (ts, None if data is not None else xs))
+        if not has_lr:
+            record.append(jnp.full_like(record[0], jnp.nan))
+        return carry, tuple(record)
+
+    def _loss(self, params_rest, batch):
+        loss, aux, new_rest = self.model.loss(*params_rest, batch, True)
+        return loss.astype(jnp.float32), (aux, new_rest)
+
+    def evaluate(self, state: tuple, eval_data: Any):
+        """The loss and aux metrics of ``state`` (``(params, rest, status)``) on ``eval_data``."""
+        params, rest, _ = state
+        loss, aux, _ = self.model.loss(params, rest, eval_data, False)
+        return loss, aux

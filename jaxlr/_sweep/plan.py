@@ -1,0 +1,155 @@
+"""The plan of a sweep: its arguments checked and turned into the static facts the programs
+and the loop share (members, seeds, chunking, whether the run is one program).
+
+Everything here is decided on the host before anything is traced; a bad argument fails here
+with its name, its value and the fix (``checks.py`` holds the checks that read the data).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from jaxlr._optim import hparam
+from jaxlr._sweep import checks
+from jaxlr._sweep.data import is_array_data, num_examples
+from jaxlr._sweep.grid import Grid, grid
+from jaxlr._sweep.member import DivergenceRule, blowup_rule
+from jaxlr._sweep.policies import SuccessiveHalving
+
+# the default chunk is the whole run when nothing happens between chunks and its batch indices
+# ([seeds, steps, batch_size] int32, made by a program of their own) take at most 64 MiB
+WHOLE_RUN_INDICES = 1 << 24
+
+
+class Plan(NamedTuple):
+    """The static facts of one sweep call."""
+
+    grid: Grid
+    steps: int
+    batch_size: int
+    k: int  # steps per chunk
+    n_chunks: int
+    whole: bool  # one chunk, nothing between chunks: init + training are ONE program
+    in_memory: bool  # data is arrays (else an iterable of batches)
+    n: int | None  # examples in memory (None for an iterable)
+    batches: Any  # the iterator of batches (None in memory)
+    eval_every: int | None
+    cols: dict[str, np.ndarray]  # [M] hyperparameter columns, "seed" and "_seed_pos"
+    seeds: np.ndarray  # [S] the distinct seeds, int32
+    rule: DivergenceRule
+    divergence: Any  # the divergence factor, or "custom" (for the checkpoint's fingerprint)
+    prune: SuccessiveHalving | None
+    checkpoint: Any
+    progress: bool
+
+    @property
+    def m(self) -> int:
+        """The number of members."""
+        return len(self.grid)
+
+    @property
+    def hp0(self) -> dict[str, Any]:
+        """The first member's hyperparameters (for the abstract check)."""
+        return {kk: v[0] for kk, v in self.cols.items() if kk != "_seed_pos"}
+
+    def config(self, n_devices: int) -> dict[str, Any]:
+        """The settings a checkpoint's fingerprint covers."""
+        return {"grid": {kk: v.tolist() for kk, v in self.cols.items()}, "steps": self.steps,
+                "batch_size": self.batch_size, "chunk": self.k, "eval_every": self.eval_every,
+                "examples": self.n, "divergence": self.divergence, "devices": n_devices,
+                "prune": None if self.prune is None else list(self.prune)}
+
+
+def make_plan(loss_fn: Callable, data: Any, optimizer: Callable, grid_: Grid | Mapping, *,
+              steps: int, batch_size: int, eval_data: Any, eval_every: int | None,
+              checkpoint: Any, progress: bool, chunk_size: int | None,
+              divergence_factor: float, divergence: DivergenceRule | None,
+              prune: SuccessiveHalving | None) -> Plan:
+    """Check ``sweep``'s arguments (eagerly, before anything is traced) and plan the run."""
+    steps = int(hparam("steps", steps, gt=0, integer=True))
+    batch_size = int(hparam("batch_size", batch_size, gt=0, integer=True))
+    rule = blowup_rule(divergence_factor) if divergence is None else divergence
+    g = grid_ if isinstance(grid_, Grid) else grid(**grid_)
+    if not callable(optimizer):
+        raise ValueError(f"optimizer must be a function hp -> optax transform, got {optimizer!r}")
+    if eval_every is not None:
+        eval_every = int(hparam("eval_every", eval_every, gt=0, integer=True))
+    if prune is not None and not isinstance(prune, SuccessiveHalving):
+        raise ValueError(f"prune must be jaxlr.successive_halving(...), got {prune!r}")
+
+    checks.arguments(loss_fn, data, eval_data)  # signature, Python lists, non-finite values
+    in_memory = is_array_data(data)
+    if in_memory:
+        n = num_examples("data", data)
+        if batch_size > n:
+            raise ValueError(f"batch_size must be <= the number of examples, got batch_size="
+                             f"{batch_size} with {n} examples; lower batch_size")
+        batches = None
+    elif isinstance(data, Iterable):
+        batches, n = iter(data), None
+    else:
+        raise ValueError("data must be a tuple/dict of arrays (examples on axis 0) or an iterable "
+                         f"of such batches, got {type(data).__name__}")
+    if eval_data is not None:
+        num_examples("eval_data", eval_data)
+
+    cols = dict(g.columns)  # float32 / int32 columns (Grid), with or without x64
+    if "seed" not in cols:
+        cols["seed"] = np.zeros(len(g), np.int32)
+    seeds, seed_pos = np.unique(cols["seed"], return_inverse=True)
+    cols["_seed_pos"] = seed_pos.astype(np.int32)
+    # with nothing to do between chunks, the default is the whole run: one program (below)
+    quiet = in_memory and not progress and checkpoint is None and prune is None and (
+        len(seeds) * steps * batch_size <= WHOLE_RUN_INDICES)
+    k = (default_chunk(steps, eval_every, prune, quiet) if chunk_size is None else
+         int(hparam("chunk_size", chunk_size, gt=0, integer=True)))
+    if eval_every is not None and eval_every % k:
+        raise ValueError(f"eval_every must be a multiple of chunk_size, got eval_every="
+                         f"{eval_every}, chunk_size={k}")
+    n_chunks = -(-steps // k)
+    # A run of one chunk without a checkpoint is ONE program (init and training), that returns
+    # the members' params, model state and status but not the optimizer state: on CPU, a loop
+    # whose optimizer state comes from and goes back to the caller ran ~3% slower per step than
+    # one that keeps it inside (benchmarks/results/cpu-index-ab.md).
+    whole = n_chunks == 1 and checkpoint is None and prune is None
+    return Plan(grid=g, steps=steps, batch_size=batch_size, k=k, n_chunks=n_chunks, whole=whole,
+                in_memory=in_memory, n=n, batches=batches, eval_every=eval_every, cols=cols,
+                seeds=np.asarray(seeds, np.int32), rule=rule,
+                divergence="custom" if divergence else float(divergence_factor), prune=prune,
+                checkpoint=checkpoint, progress=progress)
+
+
+def default_chunk(steps: int, eval_every: int | None, prune: Any, quiet: bool = False) -> int:
+    """The whole run when ``quiet`` (nothing happens between chunks) and there is no
+    ``eval_every``; else ``eval_every``, or chunks of <= 200 steps that divide the run evenly
+    (the padded tail stays tiny); with pruning, the largest divisor <= 200 of every rung (and
+    eval_every)."""
+    if quiet and eval_every is None:
+        return steps
+    if prune is not None and prune.rungs(steps):
+        base = math.gcd(prune.min_steps, eval_every or 0)
+        return max(d for d in range(1, min(base, 200) + 1) if base % d == 0)
+    if eval_every is not None:
+        return min(steps, eval_every)
+    return -(-steps // -(-steps // 200))
+
+
+def check_prune(prune: Any, k: int, eval_data: Any, eval_every: int | None,
+                aux_names: list[str]) -> None:
+    """A pruning rule the plan can serve: rungs end chunks, ranking metrics are recorded."""
+    if prune.min_steps % k:
+        raise ValueError(f"chunk_size must divide prune's min_steps (rungs end chunks), got "
+                         f"chunk_size={k}, min_steps={prune.min_steps}")
+    if prune.by == "loss":
+        return
+    if eval_data is None or eval_every is None or prune.min_steps % eval_every:
+        raise ValueError(f"prune by={prune.by!r} ranks members at each rung's evaluation: pass "
+                         "eval_data= and an eval_every that divides min_steps, got "
+                         f"eval_every={eval_every}, min_steps={prune.min_steps}")
+    if prune.by != "eval" and prune.by not in aux_names:
+        raise ValueError(f"prune by must be 'loss', 'eval' or one of loss_fn's aux metrics "
+                         f"{aux_names}, got by={prune.by!r}")

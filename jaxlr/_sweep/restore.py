@@ -1,0 +1,38 @@
+"""A finished sweep's members read back from its last checkpoint (the engine's one loader,
+``checkpoint.load_final``): what ``jaxlr.load(DIR).params(i)`` restores for a run directory,
+given the functions that made the run (the run's own task rebuilds them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxlr._optim import DIVERGENCE_FACTOR
+from jaxlr._sweep import checkpoint
+from jaxlr._sweep.grid import Grid
+from jaxlr._sweep.member import Program, blowup_rule, state
+from jaxlr._sweep.models import adapt
+
+
+def final_state(directory: Any, init: Any, loss_fn: Callable, optimizer: Callable, grid: Grid,
+                *, steps: int, chunk_size: int, pruned: bool,
+                divergence_factor: float = DIVERGENCE_FACTOR) -> tuple[Any, Callable]:
+    """The trained ``(params, rest)`` [M, ...] of a finished sweep checkpointed in
+    ``directory`` (with ``chunk_size``), and the function assembling one member's model.
+
+    The tree structure, dtypes and per-member shapes come from the member program traced
+    abstractly (nothing runs); every restored leaf is checked against them. With pruning the
+    members' final states are the store that follows the carry. Raises ValueError."""
+    program = Program(adapt(init, loss_fn), optimizer, steps, blowup_rule(divergence_factor))
+    cols = dict(grid.columns)
+    cols.setdefault("seed", np.zeros(len(grid), np.int32))
+    like = jax.eval_shape(jax.vmap(program.init), {k: jnp.asarray(v[:1]) for k, v in
+                                                   cols.items()})
+    tree = checkpoint.load_final(directory, (like, state(like)) if pruned else (like, None),
+                                 -(-steps // chunk_size) - 1)
+    params, rest, _ = tree[1] if pruned else state(tree[0])
+    return jax.tree.map(lambda a: a[:len(grid)], (params, rest)), program.model.assemble
