@@ -212,3 +212,31 @@ def test_negative_lr_in_the_grid_is_refused(make):
 def test_zero_lr_and_negative_values_of_other_axes_are_accepted():
     g = jaxlr.grid(lr=[0.0, 0.1], shift=[-1.0])
     assert len(g) == 2 and g[0]["lr"] == 0.0 and g[0]["shift"] == -1.0
+
+
+# --- a negative LR made of traced values, before step 0 -----------------------------------------
+def test_a_negative_traced_lr_at_step_0_is_refused_naming_the_member():
+    """The grid's values are positive; the optimizer makes the LR negative from them (a sign
+    slip, a schedule starting at a negative axis value): refused before step 0."""
+    calls = {"loss": 0}
+
+    def counting(params, batch):
+        calls["loss"] += 1
+        return jnp.mean((batch[0] @ params["w"] - batch[1]) ** 2)
+
+    init = lambda key: {"w": jnp.zeros(4, jnp.float32)}  # noqa: E731
+    with pytest.raises(ValueError, match=r"negative learning rate at step 0 for member 1 "
+                                         r"\{'lr': 0\.1\} -> -0\.1"):
+        jaxlr.sweep(init, counting, DATA_NEG, lambda hp: jaxlr.sgd(0.2 - 3 * hp["lr"]),
+                    jaxlr.grid(lr=[0.05, 0.1]), steps=3, batch_size=8, progress=False)
+    with pytest.raises(ValueError, match=r"member 0 \{'start': -0\.5\} -> -0\.5"):
+        jaxlr.sweep(init, counting, DATA_NEG, lambda hp: jaxlr.sgd(jaxlr.linear(
+            hp["start"], 0.1, 10)), jaxlr.grid(start=[-0.5, 0.5]), steps=3, batch_size=8,
+            progress=False)
+    # positive LRs, and an optax optimizer (no jaxlr LR state): accepted
+    for opt in (lambda hp: jaxlr.sgd(0.2 - hp["lr"]), lambda hp: optax.sgd(-hp["lr"])):
+        jaxlr.sweep(init, counting, DATA_NEG, opt, jaxlr.grid(lr=[0.05, 0.1]), steps=3,
+                    batch_size=8, progress=False)
+
+
+DATA_NEG = (np.ones((16, 4), np.float32), np.ones(16, np.float32))

@@ -119,8 +119,8 @@ def test_a_pruned_member_keeps_its_state_at_the_rung(pruned):
 
 def test_compaction_reclaims_compute_and_recompiles_once_per_size(built):
     """The chunk is traced once per batch size: 18 rows, then 6, then 2 (the optimizer is also
-    built once by the abstract check and once by the init program); without pruning it is
-    built three times in all."""
+    built once each by the abstract check, the init program and the step-0 LR check); without
+    pruning it is built four times in all."""
     calls = {"n": 0}
 
     def counting(hp):
@@ -128,10 +128,10 @@ def test_compaction_reclaims_compute_and_recompiles_once_per_size(built):
         return optimizer(hp)
 
     run(optimizer=counting)
-    assert calls["n"] == 3
+    assert calls["n"] == 4
     calls["n"] = 0
     res = run(optimizer=counting, prune=BY_EVAL)
-    assert calls["n"] == 3 + 2
+    assert calls["n"] == 4 + 2
     # the two smaller sizes were compiled ahead, in a background thread, and used
     fns = built[-1]
     assert sorted(fns.ahead) == [2, 6] and all(f.done() for f in fns.ahead.values())

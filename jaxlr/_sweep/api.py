@@ -16,7 +16,7 @@ import optax
 
 from jaxlr._optim import DIVERGENCE_FACTOR
 from jaxlr._sweep import checkpoint as _checkpoint
-from jaxlr._sweep import loop, memory
+from jaxlr._sweep import checks, loop, memory
 from jaxlr._sweep.compiled import (
     Dispatch,
     Functions,
@@ -167,6 +167,7 @@ def sweep(
     fns = build(init, loss_fn, optimizer, plan, place, inputs.sample_batch, inputs.eval_data)
     if prune is not None:
         check_prune(prune, plan.k, eval_data, plan.eval_every, fns.aux_names)
+    checks.initial_lrs(place.fetch(fns.initial_lr(inputs.hp))[:plan.m], plan.grid)
     fns, lowered = _fits(plan, fns, place, inputs)
     out = loop.run(plan, fns, place, inputs, lowered, [] if prune is None else [prune])
     params, rest, status = place.fetch(out.final, numpy=False)

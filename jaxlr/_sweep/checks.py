@@ -237,3 +237,17 @@ def _eval_fits(model: Any, params: Any, rest: Any, eval_data: Any, batch: Any) -
             f"{describe(batch)}\ngive eval_data the structure of data and the same shapes after "
             "axis 0 (the examples)") from e
     _scalar_loss(value, " on eval_data")
+
+
+def initial_lrs(lrs: np.ndarray, grid: Any) -> None:
+    """Every member's first LR (NaN: the optimizer keeps no jaxlr LR) is >= 0: a negative LR
+    made of traced values (``sgd(-hp["lr"])``, a schedule whose start is a negative axis
+    value) would train by gradient ascent, unflagged. The members are named."""
+    bad = np.flatnonzero(np.asarray(lrs) < 0)
+    if not len(bad):
+        return
+    shown = ", ".join(f"member {i} {grid[int(i)]} -> {float(lrs[i]):.4g}" for i in bad[:3])
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    raise ValueError(f"optimizer(hp) gives a negative learning rate at step 0 for {shown}{more}: "
+                     "a negative LR trains by gradient ascent; check the sign where optimizer "
+                     "builds the LR from hp (to maximise a metric, minimise its negative)")

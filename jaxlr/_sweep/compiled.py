@@ -39,6 +39,7 @@ class Functions(NamedTuple):
     write_rows: Callable  # (store, rows, ids) -> store with store[ids] = rows
     take_rows: Callable  # (tree, idx) -> tree[idx]
     ahead: dict  # rows -> Future of the chunk compiled ahead of time for that batch size
+    initial_lr: Callable  # hp [rows] -> [rows] the LR of each member's first update
 
 
 def chunk_inputs(fns: Functions, data: Any, seeds: jax.Array, sample_batch: Any,
@@ -202,6 +203,10 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
         return vchunk(carry, hp, xs, t0, None, seed_pos)
 
     vinit = member_map(program.init, in_axes=(0,))
+    vlr = member_map(program.initial_lr, in_axes=(0,))
+
+    def initial_lr(hp):
+        return vlr(hp)
 
     def run_whole(hp, xs, table, seed_pos):
         """A run of one chunk: init and training in one program, the optimizer state kept in."""
@@ -223,6 +228,7 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
         write_rows=jax.jit(write_rows, out_shardings=by_member, donate_argnums=0),
         take_rows=jax.jit(take_rows, out_shardings=by_member),
         ahead={},
+        initial_lr=jax.jit(initial_lr),
     )
 
 

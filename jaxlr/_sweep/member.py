@@ -106,6 +106,15 @@ class Program:
 
         return checks.program(self, hp, batch, eval_data)
 
+    def initial_lr(self, hp: dict) -> jax.Array:
+        """The LR ``optimizer(hp)`` gives its first update (NaN when its state has no jaxlr LR):
+        the optimizer initialised on zeros shaped like the parameters (XLA keeps only the LR's
+        computation)."""
+        like = jax.eval_shape(lambda: self.model.init(jax.random.key(0), hp["seed"])[0])
+        params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like)
+        lr = lr_or_none(self.transform(hp).init(params))
+        return jnp.float32(jnp.nan) if lr is None else jnp.asarray(lr, jnp.float32)
+
     def init(self, hp: dict) -> Carry:
         params, rest = self.model.init(jax.random.key(hp["seed"]), hp["seed"])
         status = MemberStatus(alive=jnp.bool_(True), diverged_at=jnp.int32(-1),
