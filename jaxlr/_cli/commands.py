@@ -15,6 +15,10 @@ Paths in the hints printed (``jaxlr resume DIR``) are shell-quoted, ready to pas
 JAX is configured lazily: on a CPU with several cores, unless ``XLA_FLAGS`` is set, the host is
 split into one XLA device per core before the backend starts, and the members are sharded
 over them.
+
+Why one file of ~450 lines: the parser, the devices and the four commands share the
+run-directory steps (start, finish, report); the settings and what they build live in
+``tasks.py``.
 """
 
 from __future__ import annotations

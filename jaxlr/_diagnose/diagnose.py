@@ -3,6 +3,9 @@
 Pure numpy over all curves at once (the rules are array expressions, no Python loop over steps);
 only the per-member strings are built in Python. The rules and their thresholds are the module
 constants below, documented in :func:`diagnose` and measured by ``tests/test_diagnose.py``.
+
+Why one file of ~630 lines: the labels' rules share their curve statistics and the sweep
+context; half of the file is the documented rules and thresholds with their evidence.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ seed is frozen inside the program. Everything after it is plain numpy over the r
 the smoothing and the three suggestions (and the same stop rule, :func:`divergence_step`, so a
 :class:`FinderResult` can also be rebuilt from saved curves with
 :meth:`FinderResult.from_curves`).
+
+Why one file of ~490 lines: the result, the stop rule (in-program and numpy, kept together
+so they cannot drift apart) and the three suggestion rules are one concept.
 """
 
 from __future__ import annotations

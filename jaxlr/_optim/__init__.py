@@ -31,9 +31,11 @@ from jaxlr._optim.schedules import (
     warmup_cosine_decay,
     warmup_stable_decay,
 )
+from jaxlr._optim.types import ArrayLike, LearningRate, Schedule
 
 __all__ = [
     "DIVERGENCE_FACTOR", "concrete", "f32", "hparam", "is_traced",
+    "ArrayLike", "LearningRate", "Schedule",
     "LearningRateState", "current_lr", "lr_or_none", "scale_by_learning_rate",
     "adagrad", "adam", "adamw", "rmsprop", "sgd",
     "Controller", "PlateauState", "reduce_on_plateau",

@@ -17,7 +17,6 @@ step calls a :class:`~jaxlr._optim.learning_rate.GradientController` with both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -25,8 +24,7 @@ import jax.numpy as jnp
 
 from jaxlr._optim import checks as _checks
 from jaxlr._optim.learning_rate import GradientController
-
-Schedule = Callable[[Any], Any]
+from jaxlr._optim.types import Schedule
 
 _BETA_MUL = ("; the multiplicative rule multiplies the LR by 1 + beta * cos(g_t, d_t-1) >= "
              "1 - beta, which must stay > 0: use beta in [0, 1), e.g. beta=0.02")

@@ -10,8 +10,7 @@ import optax
 
 from jaxlr._optim import checks as _checks
 from jaxlr._optim.plateau import Controller
-
-LearningRate = Any  # float | traced scalar | schedule (step -> lr) | Controller
+from jaxlr._optim.types import LearningRate
 
 
 class GradientController(Controller):

@@ -9,8 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlr._optim import checks as _checks
-
-Schedule = Callable[[Any], Any]
+from jaxlr._optim.types import Schedule
 
 
 class Controller(NamedTuple):

@@ -11,6 +11,9 @@ Learning-rate values (``value``, ``init_value``, ``peak_value``, ``end_value``, 
 ``max_lr``, and ``alpha``, a fraction of one) must be >= 0 when concrete: a negative learning
 rate would train by gradient ascent, silently (optax and torch accept it). The output is float32
 and the step may be any int or float (int64 under ``jax_enable_x64`` included).
+
+Why one file of ~650 lines: fifteen schedules, each a short function with its docstring (the
+maths, its reference, an example); they share the traced-argument checks at the top.
 """
 
 from __future__ import annotations
@@ -22,8 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxlr._optim.checks import NEGATIVE_LR, concrete, f32, fmt, hparam, require, vector
-
-Schedule = Callable[[Any], jax.Array]
+from jaxlr._optim.types import ArrayLike, Schedule
 
 # w(p) for p in [0, 1]: the share of (start - end) left at progress p (see `_anneal`).
 _WEIGHTS = {
@@ -79,7 +81,7 @@ def _ratio(step: jax.Array, length: jax.Array, staircase: Any) -> jax.Array:
     return jnp.where(staircase, jnp.floor(p), p)
 
 
-def constant(value: Any) -> Schedule:
+def constant(value: ArrayLike) -> Schedule:
     """The same learning rate at every step (optax ``constant_schedule``).
 
     ``lr(t) = value``
@@ -102,8 +104,8 @@ def constant(value: Any) -> Schedule:
     return lambda step: jnp.broadcast_to(value, jnp.shape(step))
 
 
-def polynomial_decay(init_value: Any, end_value: Any, power: Any, transition_steps: Any,
-                     transition_begin: Any = 0) -> Schedule:
+def polynomial_decay(init_value: ArrayLike, end_value: ArrayLike, power: ArrayLike,
+                     transition_steps: ArrayLike, transition_begin: ArrayLike = 0) -> Schedule:
     """Polynomial move from ``init_value`` to ``end_value`` (optax ``polynomial_schedule``).
 
     ``lr(t) = end + (init - end) * (1 - p)**power``, ``p = clip((t - transition_begin) /
@@ -134,8 +136,8 @@ def polynomial_decay(init_value: Any, end_value: Any, power: Any, transition_ste
     return lambda step: _anneal(init, end, _progress(f32(step), begin, steps), "linear", power)
 
 
-def linear(init_value: Any, end_value: Any, transition_steps: Any,
-           transition_begin: Any = 0) -> Schedule:
+def linear(init_value: ArrayLike, end_value: ArrayLike, transition_steps: ArrayLike,
+           transition_begin: ArrayLike = 0) -> Schedule:
     """Linear move from ``init_value`` to ``end_value``, then constant (optax ``linear_schedule``).
 
     ``lr(t) = init + (end - init) * clip((t - transition_begin) / transition_steps, 0, 1)``
@@ -160,9 +162,9 @@ def linear(init_value: Any, end_value: Any, transition_steps: Any,
     return polynomial_decay(init_value, end_value, 1.0, transition_steps, transition_begin)
 
 
-def exponential_decay(init_value: Any, transition_steps: Any, decay_rate: Any,
-                      transition_begin: Any = 0, staircase: Any = False,
-                      end_value: Any = None) -> Schedule:
+def exponential_decay(init_value: ArrayLike, transition_steps: ArrayLike, decay_rate: ArrayLike,
+                      transition_begin: ArrayLike = 0, staircase: ArrayLike = False,
+                      end_value: ArrayLike | None = None) -> Schedule:
     """Exponential decay (optax ``exponential_decay``).
 
     ``lr(t) = init * decay_rate**p``, ``p = (t - transition_begin) / transition_steps`` (floored
@@ -204,8 +206,8 @@ def exponential_decay(init_value: Any, transition_steps: Any, decay_rate: Any,
     return schedule
 
 
-def cosine_decay(init_value: Any, decay_steps: Any, alpha: Any = 0.0,
-                 exponent: Any = 1.0) -> Schedule:
+def cosine_decay(init_value: ArrayLike, decay_steps: ArrayLike, alpha: ArrayLike = 0.0,
+                 exponent: ArrayLike = 1.0) -> Schedule:
     """Cosine decay to ``alpha * init_value``, then constant (optax ``cosine_decay_schedule``).
 
     ``lr(t) = init * ((1 - alpha) * (0.5 * (1 + cos(pi * p)))**exponent + alpha)``,
@@ -235,7 +237,7 @@ def cosine_decay(init_value: Any, decay_steps: Any, alpha: Any = 0.0,
                                 exponent)
 
 
-def warmup(schedule: Schedule, warmup_steps: Any, init_value: Any = 0.0) -> Schedule:
+def warmup(schedule: Schedule, warmup_steps: ArrayLike, init_value: ArrayLike = 0.0) -> Schedule:
     """Linear warm-up from ``init_value`` to ``schedule(0)``, then ``schedule`` shifted.
 
     ``lr(t) = init + (schedule(0) - init) * t / warmup_steps`` for ``t < warmup_steps``, else
@@ -268,8 +270,9 @@ def warmup(schedule: Schedule, warmup_steps: Any, init_value: Any = 0.0) -> Sche
     return warmed
 
 
-def warmup_cosine_decay(init_value: Any, peak_value: Any, warmup_steps: Any, decay_steps: Any,
-                        end_value: Any = 0.0, exponent: Any = 1.0) -> Schedule:
+def warmup_cosine_decay(init_value: ArrayLike, peak_value: ArrayLike, warmup_steps: ArrayLike,
+                        decay_steps: ArrayLike, end_value: ArrayLike = 0.0,
+                        exponent: ArrayLike = 1.0) -> Schedule:
     """Linear warm-up to ``peak_value``, then cosine decay to ``end_value`` (optax's).
 
     ``lr(t) = init + (peak - init) * t / warmup_steps`` for ``t < warmup_steps``, then
@@ -307,7 +310,7 @@ def warmup_cosine_decay(init_value: Any, peak_value: Any, warmup_steps: Any, dec
     return warmup(cosine_decay(peak, total - warm, alpha, exponent), warm, init_value)
 
 
-def join(schedules: Sequence[Schedule], boundaries: Any) -> Schedule:
+def join(schedules: Sequence[Schedule], boundaries: Sequence[ArrayLike]) -> Schedule:
     """Run ``schedules`` one after another (optax ``join_schedules``).
 
     ``lr(t) = schedules[i](t - boundaries[i-1])`` for ``boundaries[i-1] <= t < boundaries[i]``
@@ -348,7 +351,7 @@ def join(schedules: Sequence[Schedule], boundaries: Any) -> Schedule:
     return joined
 
 
-def step_decay(init_value: Any, step_size: Any, factor: Any = 0.1) -> Schedule:
+def step_decay(init_value: ArrayLike, step_size: ArrayLike, factor: ArrayLike = 0.1) -> Schedule:
     """Multiply by ``factor`` every ``step_size`` steps (torch ``StepLR``).
 
     ``lr(t) = init * factor**floor(t / step_size)``
@@ -374,7 +377,8 @@ def step_decay(init_value: Any, step_size: Any, factor: Any = 0.1) -> Schedule:
     return lambda step: init * factor ** _ratio(f32(step), size, True)
 
 
-def multistep_decay(init_value: Any, milestones: Any, factor: Any = 0.1) -> Schedule:
+def multistep_decay(init_value: ArrayLike, milestones: Sequence[ArrayLike],
+                    factor: ArrayLike = 0.1) -> Schedule:
     """Multiply by ``factor`` at each milestone (torch ``MultiStepLR``).
 
     ``lr(t) = init * factor**n(t)``, ``n(t)`` = number of milestones <= t (a milestone given twice
@@ -408,9 +412,9 @@ def multistep_decay(init_value: Any, milestones: Any, factor: Any = 0.1) -> Sche
     return schedule
 
 
-def one_cycle(total_steps: Any, max_lr: Any, pct_start: Any = 0.3, anneal_strategy: str = "cos",
-              div_factor: Any = 25.0, final_div_factor: Any = 1e4,
-              three_phase: bool = False) -> Schedule:
+def one_cycle(total_steps: ArrayLike, max_lr: ArrayLike, pct_start: ArrayLike = 0.3,
+              anneal_strategy: str = "cos", div_factor: ArrayLike = 25.0,
+              final_div_factor: ArrayLike = 1e4, three_phase: bool = False) -> Schedule:
     """The 1cycle policy (torch ``OneCycleLR``, learning rate only).
 
     From ``initial = max_lr / div_factor`` up to ``max_lr`` until step ``pct_start * total - 1``,
@@ -468,8 +472,9 @@ def one_cycle(total_steps: Any, max_lr: Any, pct_start: Any = 0.3, anneal_strate
     return schedule
 
 
-def cyclic(base_lr: Any, max_lr: Any, step_size_up: Any = 2000, step_size_down: Any = None,
-           mode: str = "triangular", gamma: Any = 1.0) -> Schedule:
+def cyclic(base_lr: ArrayLike, max_lr: ArrayLike, step_size_up: ArrayLike = 2000,
+           step_size_down: ArrayLike | None = None, mode: str = "triangular",
+           gamma: ArrayLike = 1.0) -> Schedule:
     """Triangular cycles between ``base_lr`` and ``max_lr`` (torch ``CyclicLR``).
 
     With ``L = up + down``, ``k = floor(t / L)``, ``x = t / L - k``:
@@ -517,8 +522,8 @@ def cyclic(base_lr: Any, max_lr: Any, step_size_up: Any = 2000, step_size_down: 
     return schedule
 
 
-def inverse_time_decay(init_value: Any, decay_steps: Any, decay_rate: Any,
-                       staircase: Any = False) -> Schedule:
+def inverse_time_decay(init_value: ArrayLike, decay_steps: ArrayLike, decay_rate: ArrayLike,
+                       staircase: ArrayLike = False) -> Schedule:
     """Inverse-time decay (Keras ``InverseTimeDecay``).
 
     ``lr(t) = init / (1 + decay_rate * p)``, ``p = t / decay_steps`` (floored if ``staircase``).
@@ -545,8 +550,8 @@ def inverse_time_decay(init_value: Any, decay_steps: Any, decay_rate: Any,
     return lambda step: init / (1.0 + rate * _ratio(f32(step), steps, staircase))
 
 
-def cosine_restarts(init_value: Any, first_decay_steps: Any, t_mul: Any = 2.0, m_mul: Any = 1.0,
-                    alpha: Any = 0.0) -> Schedule:
+def cosine_restarts(init_value: ArrayLike, first_decay_steps: ArrayLike, t_mul: ArrayLike = 2.0,
+                    m_mul: ArrayLike = 1.0, alpha: ArrayLike = 0.0) -> Schedule:
     """Cosine decay with warm restarts, SGDR (Keras ``CosineDecayRestarts``).
 
     Period ``i`` lasts ``first_decay_steps * t_mul**i`` steps; at a step a fraction ``p`` into
@@ -600,9 +605,9 @@ def cosine_restarts(init_value: Any, first_decay_steps: Any, t_mul: Any = 2.0, m
     return schedule
 
 
-def warmup_stable_decay(peak_value: Any, total_steps: Any, warmup_steps: Any, decay_steps: Any,
-                        init_value: Any = 0.0, end_value: Any = 0.0,
-                        decay_shape: str = "linear") -> Schedule:
+def warmup_stable_decay(peak_value: ArrayLike, total_steps: ArrayLike, warmup_steps: ArrayLike,
+                        decay_steps: ArrayLike, init_value: ArrayLike = 0.0,
+                        end_value: ArrayLike = 0.0, decay_shape: str = "linear") -> Schedule:
     """Warmup-stable-decay, WSD: linear warm-up, a flat stretch, then a short decay.
 
     ``init -> peak`` linearly over ``[0, warmup_steps]``, ``peak`` until ``d0 = total_steps -

@@ -4,6 +4,9 @@ matplotlib is imported inside the functions only, so ``import jaxlr`` never need
 its object API is used (``matplotlib.figure.Figure``; no pyplot state, no current figure): the
 figures render headless, in threads and in notebooks alike. Each function returns the
 ``Figure`` and, given ``path``, saves it as PNG.
+
+Why one file of ~450 lines: the sweep figure and the finder figure share their axes, colour
+and legend helpers; each panel is a small function.
 """
 
 from __future__ import annotations
