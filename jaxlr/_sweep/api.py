@@ -219,7 +219,8 @@ def _fits(plan: Plan, fns: Functions, place: Placement,
     carry = None if plan.whole else jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=place.by_member,
                                        weak_type=s.weak_type), jax.eval_shape(fns.init, inputs.hp))
-    xs, table = chunk_inputs(fns, inputs.data, inputs.seeds, inputs.sample_batch, plan.k)
+    xs, table = chunk_inputs(fns, inputs.data, inputs.seeds, inputs.sample_batch, plan.k,
+                             place.replicated)
     lowered = lower_all(fns, plan.whole, carry, inputs.hp, xs, table, inputs.seed_pos,
                         inputs.eval_data, place.by_member)
     compiled = [compile_cached(p, place.devices) for p in lowered]

@@ -43,12 +43,14 @@ class Functions(NamedTuple):
 
 
 def chunk_inputs(fns: Functions, data: Any, seeds: jax.Array, sample_batch: Any,
-                 k: int) -> tuple[Any, Any]:
-    """A chunk's ``(xs, table)`` as the loop passes them (an iterable's: abstract)."""
+                 k: int, replicated: Any) -> tuple[Any, Any]:
+    """A chunk's ``(xs, table)`` as the loop passes them (an iterable's: abstract, stacked
+    batches placed ``replicated``)."""
     if data is not None:
         return data, fns.batch_table(seeds, np.int32(0))
     return jax.tree.map(lambda a: jax.ShapeDtypeStruct(
-        (k, *np.shape(a)), jax.dtypes.canonicalize_dtype(a.dtype)), sample_batch), None
+        (k, *np.shape(a)), jax.dtypes.canonicalize_dtype(a.dtype), sharding=replicated),
+        sample_batch), None
 
 
 def lower_all(fns: Functions, whole: bool, carry: Carry | None, hp: dict, xs: Any,
