@@ -167,7 +167,8 @@ def sweep(
     fns = build(init, loss_fn, optimizer, plan, place, inputs.sample_batch, inputs.eval_data)
     if prune is not None:
         check_prune(prune, plan.k, eval_data, plan.eval_every, fns.aux_names)
-    checks.initial_lrs(place.fetch(fns.initial_lr(inputs.hp))[:plan.m], plan.grid)
+    first_lr = compile_cached(fns.initial_lr.lower(inputs.hp), place.devices)
+    checks.initial_lrs(place.fetch(first_lr(inputs.hp))[:plan.m], plan.grid)
     fns, lowered = _fits(plan, fns, place, inputs)
     out = loop.run(plan, fns, place, inputs, lowered, [] if prune is None else [prune])
     params, rest, status = place.fetch(out.final, numpy=False)
