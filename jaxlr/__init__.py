@@ -32,6 +32,7 @@ from jaxlr._optim import (
     scale_by_learning_rate,
     sgd,
     step_decay,
+    tabulated,
     warmup,
     warmup_cosine_decay,
     warmup_stable_decay,
@@ -40,10 +41,13 @@ from jaxlr._records import load
 from jaxlr._sweep import (
     Best,
     Grid,
+    PopulationBased,
+    Segment,
     SuccessiveHalving,
     SweepResult,
     clear_caches,
     grid,
+    population_based,
     successive_halving,
     sweep,
 )
@@ -52,14 +56,15 @@ __all__ = [
     # schedules
     "constant", "linear", "polynomial_decay", "exponential_decay", "cosine_decay",
     "warmup_cosine_decay", "join", "step_decay", "multistep_decay", "one_cycle", "cyclic",
-    "inverse_time_decay", "cosine_restarts", "warmup", "warmup_stable_decay",
+    "inverse_time_decay", "cosine_restarts", "warmup", "warmup_stable_decay", "tabulated",
     # optimizers and controllers
     "sgd", "adagrad", "rmsprop", "adam", "adamw", "scale_by_learning_rate", "current_lr",
     "LearningRateState", "reduce_on_plateau", "Controller", "PlateauState", "hypergradient",
     "HypergradientState",
     # sweeps and the LR range test
     "grid", "Grid", "sweep", "SweepResult", "Best", "find_lr", "FinderResult", "load",
-    "successive_halving", "SuccessiveHalving", "clear_caches",
+    "successive_halving", "SuccessiveHalving", "population_based", "PopulationBased", "Segment",
+    "clear_caches",
     # diagnosis
     "diagnose", "Diagnosis",
 ]

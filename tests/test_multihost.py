@@ -22,6 +22,7 @@ SETUP = textwrap.dedent("""
     KW = dict(steps=21, batch_size=8, progress=False, chunk_size=7, eval_data=(x, y),
               eval_every=7)
     PRUNE = jaxlr.successive_halving(7, 3)
+    PBT = jaxlr.population_based(7, fraction=0.5, by="eval")
 """)
 
 WORKER = textwrap.dedent("""
@@ -34,11 +35,14 @@ WORKER = textwrap.dedent("""
     leaf = jax.tree.leaves(res.stacked())[0]
     assert leaf.is_fully_addressable and leaf.shape[0] == 6  # gathered, padding rows dropped
     pruned = jaxlr.sweep(*ARGS, devices="all", prune=PRUNE, **KW)
+    pbt = jaxlr.sweep(*ARGS, devices="all", policy=PBT, **KW)  # copies across processes
     first = jaxlr.sweep(*ARGS, devices="all", checkpoint=ckpt, prune=PRUNE, **KW)
     again = jaxlr.sweep(*ARGS, devices="all", checkpoint=ckpt, prune=PRUNE, **KW)  # restored
     np.savez(out, loss=res.loss, eval=res.eval, mae=res.eval_aux["mae"], params5=res.params(5),
              pruned_loss=pruned.loss, pruned_at=pruned.pruned_at, first=first.loss,
-             again=again.loss, again_params=again.params(0), first_params=first.params(0))
+             again=again.loss, again_params=again.params(0), first_params=first.params(0),
+             pbt_loss=pbt.loss, pbt_parents=pbt.history["history_parents"],
+             pbt_params=pbt.params(4))
     jax.distributed.shutdown()
 """)
 
@@ -75,6 +79,8 @@ def test_two_processes_equal_one(tmp_path):
     one = jaxlr.sweep(*ns["ARGS"], **ns["KW"])
     one_pruned = jaxlr.sweep(*ns["ARGS"], prune=ns["PRUNE"], **ns["KW"])
     assert (one_pruned.pruned_at >= 0).sum() == 4
+    one_pbt = jaxlr.sweep(*ns["ARGS"], policy=ns["PBT"], **ns["KW"])
+    assert one_pbt.copied()
     for i in range(2):  # results are gathered on every process
         with np.load(tmp_path / f"p{i}.npz") as z:
             np.testing.assert_allclose(z["loss"], one.loss, rtol=1e-6)
@@ -83,6 +89,9 @@ def test_two_processes_equal_one(tmp_path):
             np.testing.assert_allclose(z["params5"], one.params(5), rtol=1e-6)
             np.testing.assert_array_equal(z["pruned_at"], one_pruned.pruned_at)
             np.testing.assert_allclose(z["pruned_loss"], one_pruned.loss, rtol=1e-6)
+            np.testing.assert_array_equal(z["pbt_parents"], one_pbt.history["history_parents"])
+            np.testing.assert_allclose(z["pbt_loss"], one_pbt.loss, rtol=1e-6)
+            np.testing.assert_allclose(z["pbt_params"], one_pbt.params(4), rtol=1e-6)
             np.testing.assert_array_equal(z["again"], z["first"])
             np.testing.assert_array_equal(z["again_params"], z["first_params"])
     assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["ckpt-000001",

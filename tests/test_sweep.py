@@ -263,6 +263,15 @@ def test_sharded_over_four_host_devices_equals_one_device(tmp_path):
         np.testing.assert_allclose(four_p.loss, one_p.loss, rtol=1e-6)
         np.testing.assert_allclose(four_p.loss[four_p.pruned_at < 0],
                                    four.loss[four_p.pruned_at < 0], rtol=1e-6)
+        # population-based training: copies between devices (a collective), same decisions
+        pbt = jaxlr.population_based(7, fraction=0.5)
+        four_b = jaxlr.sweep(*args, policy=pbt, **kw)
+        one_b = jaxlr.sweep(*args, devices=jax.devices()[:1], policy=pbt, **kw)
+        assert four_b.copied()
+        for k, v in one_b.history.items():
+            np.testing.assert_array_equal(four_b.history[k], v)
+        np.testing.assert_allclose(four_b.loss, one_b.loss, rtol=1e-6)
+        np.testing.assert_allclose(four_b.params(5), one_b.params(5), rtol=1e-6)
         print("OK")
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",

@@ -27,6 +27,7 @@ from jaxlr._optim.schedules import (
     one_cycle,
     polynomial_decay,
     step_decay,
+    tabulated,
     warmup,
     warmup_cosine_decay,
     warmup_stable_decay,
@@ -42,5 +43,5 @@ __all__ = [
     "HypergradientState", "hypergradient",
     "constant", "cosine_decay", "cosine_restarts", "cyclic", "exponential_decay",
     "inverse_time_decay", "join", "linear", "multistep_decay", "one_cycle", "polynomial_decay",
-    "step_decay", "warmup", "warmup_cosine_decay", "warmup_stable_decay",
+    "step_decay", "tabulated", "warmup", "warmup_cosine_decay", "warmup_stable_decay",
 ]

@@ -23,8 +23,18 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxlr._optim.checks import NEGATIVE_LR, concrete, f32, fmt, hparam, require, vector
+from jaxlr._optim.checks import (
+    NEGATIVE_LR,
+    concrete,
+    f32,
+    fmt,
+    hparam,
+    is_traced,
+    require,
+    vector,
+)
 from jaxlr._optim.types import ArrayLike, Schedule
 
 # w(p) for p in [0, 1]: the share of (start - end) left at progress p (see `_anneal`).
@@ -650,5 +660,48 @@ def warmup_stable_decay(peak_value: ArrayLike, total_steps: ArrayLike, warmup_st
         ramp = _anneal(init, peak, _progress(step, 0.0, warm))
         fall = _anneal(peak, end, _progress(step, total - decay, decay), shape)
         return jnp.where(step < warm, ramp, jnp.where(step < total - decay, peak, fall))
+
+    return schedule
+
+
+def tabulated(values: ArrayLike) -> Schedule:
+    r"""A schedule read from a table of per-step values (e.g. a recorded LR trajectory).
+
+    :math:`\eta_t = v_{\min(\max(t, 0),\, T-1)}` for a table :math:`v` of length :math:`T`:
+    step ``t`` reads entry ``t``, and steps past the end keep the last value.
+
+    Args:
+      values: a 1-D array of T >= 1 finite values >= 0 (possibly traced: a traced table is
+        not checked).
+
+    Returns:
+      ``schedule(step) -> lr``.
+
+    Example:
+      >>> import jaxlr, jax.numpy as jnp
+      >>> s = jaxlr.tabulated([0.5, 0.5, 0.25, 0.125])
+      >>> s(jnp.arange(6)).tolist()
+      [0.5, 0.5, 0.25, 0.125, 0.125, 0.125]
+
+    References:
+      What :meth:`jaxlr.SweepResult.schedule` returns for a population-based member's LR;
+      optax's schedules as ``step -> value`` functions:
+      https://optax.readthedocs.io/en/latest/api/optimizer_schedules.html
+    """
+    if is_traced(values):
+        table = f32(values)
+    else:
+        host = np.asarray(values, np.float64)
+        bad = np.flatnonzero(~(np.isfinite(host) & (host >= 0))) if host.ndim == 1 else []
+        if len(bad):
+            i = int(bad[0])
+            raise ValueError(f"values must be finite and >= 0, got values[{i}]={fmt(host[i])}"
+                             f"{NEGATIVE_LR if host[i] < 0 else ''}")
+        table = f32(host)
+    require(table.ndim == 1 and table.shape[0] >= 1,
+            f"values must be a 1-D table of at least one value, got shape {table.shape}")
+
+    def schedule(step):
+        return table[jnp.clip(jnp.asarray(step, jnp.int32), 0, table.shape[0] - 1)]
 
     return schedule

@@ -6,10 +6,12 @@ Other folders import from this package only; what they may use is listed here.
 from jaxlr._sweep.api import sweep
 from jaxlr._sweep.compiled import clear_caches
 from jaxlr._sweep.grid import Grid, grid
+from jaxlr._sweep.halving import SuccessiveHalving, successive_halving
 from jaxlr._sweep.member import DivergenceRule
-from jaxlr._sweep.policies import SuccessiveHalving, successive_halving
+from jaxlr._sweep.population import PopulationBased, population_based
 from jaxlr._sweep.restore import final_state
-from jaxlr._sweep.result import Best, SweepResult
+from jaxlr._sweep.result import Best, Segment, SweepResult
 
 __all__ = ["DivergenceRule", "sweep", "Grid", "grid", "SuccessiveHalving",
-           "successive_halving", "Best", "SweepResult", "final_state", "clear_caches"]
+           "successive_halving", "PopulationBased", "population_based", "Best", "Segment",
+           "SweepResult", "final_state", "clear_caches"]

@@ -27,10 +27,11 @@ from jaxlr._sweep.compiled import (
 )
 from jaxlr._sweep.data import chain_first, peek
 from jaxlr._sweep.grid import Grid
+from jaxlr._sweep.halving import SuccessiveHalving
 from jaxlr._sweep.member import DivergenceRule
 from jaxlr._sweep.placement import Placement, Rows
-from jaxlr._sweep.plan import Plan, check_prune, make_plan
-from jaxlr._sweep.policies import SuccessiveHalving
+from jaxlr._sweep.plan import Plan, check_policy, make_plan
+from jaxlr._sweep.policies import Policy
 from jaxlr._sweep.result import SweepResult
 
 
@@ -52,6 +53,7 @@ def sweep(
     divergence_factor: float = DIVERGENCE_FACTOR,
     divergence: DivergenceRule | None = None,
     prune: SuccessiveHalving | None = None,
+    policy: Policy | None = None,
 ) -> SweepResult:
     r"""Train every member of ``grid`` in parallel: one compiled ``jit(vmap(scan))`` program.
 
@@ -140,6 +142,10 @@ def sweep(
             the LR range test's stop rule).
         prune: :func:`jaxlr.successive_halving` to stop the losing settings at rungs and
             compact the survivors into a smaller batch (see there); ``pruned_at`` records it.
+        policy: a between-chunk layout policy: :func:`jaxlr.successive_halving` (the same as
+            ``prune=``) or :func:`jaxlr.population_based` (the worst members copy the best
+            ones' state and hyperparameters at intervals and explore them;
+            ``SweepResult.history``, ``lineage(i)`` and ``schedule(i)`` record it).
 
     Returns:
         A :class:`SweepResult` with ``loss``/``lr`` ``[M, steps]``, ``eval``, ``diverged``,
@@ -158,19 +164,20 @@ def sweep(
     References:
         JAX sharding: https://docs.jax.dev/en/latest/sharded-computation.html
     """
+    policy = _one_policy(prune, policy)
     plan = make_plan(loss_fn, data, optimizer, grid, steps=steps, batch_size=batch_size,
                      eval_data=eval_data, eval_every=eval_every, checkpoint=checkpoint,
                      progress=progress, chunk_size=chunk_size,
-                     divergence_factor=divergence_factor, divergence=divergence, prune=prune)
+                     divergence_factor=divergence_factor, divergence=divergence, policy=policy)
     place = Placement(devices)
     inputs, plan = _place_inputs(plan, place, data, eval_data)
     fns = build(init, loss_fn, optimizer, plan, place, inputs.sample_batch, inputs.eval_data)
-    if prune is not None:
-        check_prune(prune, plan.k, eval_data, plan.eval_every, fns.aux_names)
+    if policy is not None:
+        check_policy(policy, plan.k, eval_data, plan.eval_every, fns.aux_names)
     first_lr = compile_cached(fns.initial_lr.lower(inputs.hp), place.devices)
     checks.initial_lrs(place.fetch(first_lr(inputs.hp))[:plan.m], plan.grid)
     fns, lowered = _fits(plan, fns, place, inputs)
-    out = loop.run(plan, fns, place, inputs, lowered, [] if prune is None else [prune])
+    out = loop.run(plan, fns, place, inputs, lowered, [] if policy is None else [policy])
     params, rest, status = place.fetch(out.final, numpy=False)
     status = jax.tree.map(lambda x: np.asarray(x)[:plan.m], status)
     arrays = out.curves.to_arrays()
@@ -184,9 +191,19 @@ def sweep(
         diverged=~status.alive,
         diverged_at=status.diverged_at,
         pruned_at=out.stopped_at,
+        history=out.history.to_arrays() if policy is not None else None,
         state=(params, rest),
         assemble=fns.model.assemble,
     )
+
+
+def _one_policy(prune: Any, policy: Any) -> Policy | None:
+    """The layout policy of ``prune=`` (successive halving) or ``policy=`` (either)."""
+    if prune is not None and not isinstance(prune, SuccessiveHalving):
+        raise ValueError(f"prune must be jaxlr.successive_halving(...), got {prune!r}")
+    if prune is not None and policy is not None:
+        raise ValueError("give prune= or policy=, not both (prune=rule is policy=rule)")
+    return prune if prune is not None else policy
 
 
 def _place_inputs(plan: Plan, place: Placement, data: Any,

@@ -70,3 +70,43 @@ class Curves:
             rec.aux = {a[len("aux_"):]: list(np.moveaxis(v, 1, 0))
                        for a, v in arrays.items() if a.startswith("aux_")}
         return rec
+
+
+class History:
+    """The layouts the policies applied, step by step, on the host: for each, every member's
+    parent (the member whose state it continued from; itself when unchanged, -1 when it
+    stopped), whether it was alive just before, and the hyperparameter columns after it."""
+
+    def __init__(self, m: int):
+        self.m = m
+        self.steps: list[int] = []
+        self.parents: list[np.ndarray] = []
+        self.alive: list[np.ndarray] = []
+        self.hparams: list[dict[str, np.ndarray]] = []
+
+    def add(self, step: int, parents: np.ndarray, alive: np.ndarray,
+            hparams: dict[str, np.ndarray]) -> None:
+        self.steps.append(int(step))
+        self.parents.append(np.asarray(parents, np.int64))
+        self.alive.append(np.asarray(alive, bool))
+        self.hparams.append({k: np.array(v) for k, v in hparams.items()})
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """``history_*`` arrays ([L] steps, [L, M] the rest) for a checkpoint or a result."""
+        m, names = self.m, (list(self.hparams[0]) if self.hparams else [])
+        out = {"history_steps": np.asarray(self.steps, np.int64),
+               "history_parents": np.asarray(self.parents, np.int64).reshape(-1, m),
+               "history_alive": np.asarray(self.alive, bool).reshape(-1, m)}
+        out.update({f"history_hp_{k}": np.stack([h[k] for h in self.hparams])
+                    for k in names})
+        return out
+
+    @classmethod
+    def from_arrays(cls, m: int, arrays: dict[str, np.ndarray]) -> History:
+        """The inverse of :meth:`to_arrays` (absent keys: an empty history)."""
+        out = cls(m)
+        names = [k[len("history_hp_"):] for k in arrays if k.startswith("history_hp_")]
+        for j, step in enumerate(arrays.get("history_steps", [])):
+            out.add(step, arrays["history_parents"][j], arrays["history_alive"][j],
+                    {k: arrays[f"history_hp_{k}"][j] for k in names})
+        return out

@@ -1,5 +1,6 @@
-"""The chunk loop: run the compiled chunks, and between them evaluate, report progress, apply
-the policies' layouts and checkpoint.
+"""The chunk loop: run the compiled chunks and, between them, the policies (``policies.py``):
+the engine's own (evaluation, progress, checkpointing) and the user's (successive halving...),
+applying the layouts they return.
 
 Dispatch is asynchronous: chunk c+1 is dispatched before chunk c's curves are brought to the
 host, so the host's work overlaps the device's, except at the chunk ends where something must
@@ -15,12 +16,20 @@ import numpy as np
 
 from jaxlr._sweep import checkpoint as _checkpoint
 from jaxlr._sweep.compiled import Functions, compile_ahead, program_digest
-from jaxlr._sweep.curves import Curves
+from jaxlr._sweep.curves import Curves, History
 from jaxlr._sweep.data import stack_batches
 from jaxlr._sweep.member import state
 from jaxlr._sweep.placement import Placement, Rows
 from jaxlr._sweep.plan import Plan
-from jaxlr._sweep.policies import ChunkEnd, Layout, Policy
+from jaxlr._sweep.policies import (
+    Checkpointing,
+    ChunkDone,
+    ChunkEnd,
+    Evaluation,
+    Layout,
+    Policy,
+    Progress,
+)
 
 
 class Inputs(NamedTuple):
@@ -42,6 +51,7 @@ class Outcome(NamedTuple):
     final: Any
     curves: Curves
     stopped_at: np.ndarray
+    history: History  # the layouts the policies applied
 
 
 class _Resume(NamedTuple):
@@ -53,16 +63,16 @@ class _Resume(NamedTuple):
     stopped_at: np.ndarray
     hp: dict
     seed_pos: Any
+    history: History
 
 
 def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: list,
         policies: list[Policy]) -> Outcome:
-    """Train ``plan``'s members with ``fns``, chunk by chunk, to the end."""
-    by_member, replicated = place.by_member, place.replicated
+    """Train ``plan``'s members with ``fns``, chunk by chunk, to the end, with the engine's
+    own policies (evaluation, progress, checkpointing) around ``policies``."""
     n_dev, m, steps, k = len(place.devices), plan.m, plan.steps, plan.k
     rows = Rows(np.arange(m), n_dev)
-    hp, seed_pos, eval_data = inputs.hp, inputs.seed_pos, inputs.eval_data
-    boundaries = {b for p in policies for b in p.boundaries(steps)}
+    hp, seed_pos = inputs.hp, inputs.seed_pos
     carry = None if plan.whole else fns.init(hp)
     m_rows = len(rows.ids)
     if policies and plan.in_memory:
@@ -70,37 +80,47 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
                  if r != m_rows]
         compile_ahead(fns, sizes, (carry, hp, np.int32(0), inputs.data,
                                    fns.batch_table(inputs.seeds, np.int32(0)), seed_pos),
-                      by_member)
-    # with policies, ``store`` keeps every member's final state, row m = member m: a member
-    # that stops (e.g. pruned) is written there when it stops, the others at the end
-    store = fns.copy_state(carry) if policies else None
+                      place.by_member)
+    # when a policy may stop members, ``store`` keeps every member's final state, row m =
+    # member m: a member that stops (e.g. pruned) is written there when it stops, the others
+    # at the end
+    store = fns.copy_state(carry) if any(p.changes_layout for p in policies) else None
     stopped_at = np.full(m, -1, np.int32)
-    curves = Curves(m)
-    first_chunk, parts = 0, None
+    curves, history = Curves(m), History(m)
+    first_chunk, engine_after = 0, []
     if plan.checkpoint is not None:
         parts = _fingerprint(plan, inputs, carry, store, lowered, n_dev)
         resumed = _resume(plan, place, parts, carry, store, rows)
         if resumed is not None:
-            first_chunk, carry, store, rows, curves, stopped_at, hp_r, seed_pos_r = resumed
+            (first_chunk, carry, store, rows, curves, stopped_at, hp_r, seed_pos_r,
+             history) = resumed
             hp, seed_pos = (hp, seed_pos) if hp_r is None else (hp_r, seed_pos_r)
+        engine_after = [Checkpointing(plan.checkpoint, parts, k, place.barrier)]
+    if plan.progress and jax.process_index() == 0:
+        engine_after.insert(0, Progress(steps, m, min(first_chunk * k, steps)))
+    engine_before = [] if inputs.eval_data is None else [
+        Evaluation(fns.evaluate, inputs.eval_data, plan.eval_every, steps, place.fetch)]
+    policies = [*engine_before, *policies, *engine_after]
+    boundaries = {b for p in policies for b in p.boundaries(steps)}
     st = None if plan.whole else state(carry)  # the members' (params, rest, status) so far
-    bar = _progress_bar(plan.progress and jax.process_index() == 0, steps, m)
-    if bar is not None and first_chunk:
-        bar.update(min(first_chunk * k, steps))
 
-    def collect(pending) -> None:
-        """Bring one chunk's curves (and eval) to the host, advance the progress bar."""
-        t0, t_end, chunk_curves, ev, active = pending
-        loss_c, lr_c = place.fetch(chunk_curves)
-        loss_np = curves.add_curves(active, loss_c, lr_c)
-        if ev is not None:
-            ev_loss, ev_aux = place.fetch(ev)
-            curves.add_eval(t_end, active, ev_loss, ev_aux)
-        if bar is not None:
-            last = loss_np[:, t_end - t0 - 1]
-            bar.update(t_end - t0)
-            if np.isfinite(last).any():
-                bar.set_postfix(best_loss=f"{np.nanmin(last):.4g}")
+    def collect(pending: tuple) -> None:
+        """Bring one chunk's curves to the host and show them to the policies."""
+        t0, t_end, chunk_curves, active, launched = pending
+        curves.add_curves(active, *place.fetch(chunk_curves))
+        for policy, work in zip(policies, launched):
+            policy.record(ChunkDone(t0, t_end, active, curves, work))
+
+    def snapshot() -> tuple[Any, dict]:
+        """The loop's state on the host, as a checkpoint holds it (read when called)."""
+        nonlocal store
+        if store is None:
+            return place.fetch((carry, None), numpy=False), curves.to_arrays()
+        if t_end == steps:  # at the end, the rows' final states (what ``final_state`` reads)
+            store = fns.write_rows(store, st, rows.ids)
+        return (place.fetch((carry, store), numpy=False),
+                {**curves.to_arrays(), **history.to_arrays(), "active": rows.active,
+                 "pruned_at": stopped_at})
 
     pending = None
     for c in range(first_chunk, plan.n_chunks):
@@ -109,7 +129,7 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
         if plan.in_memory:  # the chunk's batch indices per seed, by a program of their own
             xs, table = inputs.data, fns.batch_table(inputs.seeds, np.int32(t0))
         else:
-            xs = place.put(stack_batches(plan.batches, k, steps - t0), replicated)
+            xs = place.put(stack_batches(plan.batches, k, steps - t0), place.replicated)
             table = None
         ahead = fns.ahead.get(len(rows.ids))
         chunk = fns.chunk if ahead is None or len(rows.ids) == m_rows else ahead.result()
@@ -118,42 +138,45 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
         else:
             carry, chunk_curves = chunk(carry, hp, np.int32(t0), xs, table, seed_pos)
             st = state(carry)
-        ev = None
-        if eval_data is not None and (t_end == steps or (
-                plan.eval_every and t_end % plan.eval_every == 0)):
-            ev = fns.evaluate(st, eval_data)
+        launched = [p.launch(t_end, st) for p in policies]
         # collect the previous chunk while this one runs (dispatch is asynchronous)
         if pending is not None:
             collect(pending)
-        pending = (t0, t_end, chunk_curves, ev, rows.active)
-        if plan.checkpoint is not None or t_end in boundaries:
-            collect(pending)
-            pending = None
-        if t_end in boundaries:
-            end = ChunkEnd(step=t_end, steps=steps, active=rows.active,
-                           alive=place.fetch(carry.status.alive)[: len(rows.active)],
-                           curves=curves, grid=plan.grid, hparams=plan.cols)
-            for policy in policies:
-                layout = policy.after_chunk(end)
-                if layout is not None:
-                    store = fns.write_rows(store, st, rows.ids)
-                    carry, rows, hp, seed_pos = _apply(layout, carry, rows, plan, place, fns)
-                    stopped_at[np.setdiff1d(end.active, layout.members)] = t_end
-                    end = end._replace(active=rows.active, alive=end.alive[layout.source])
-        if policies and t_end == steps:  # the last rows' final states, before saving
-            store = fns.write_rows(store, st, rows.ids)
-        if plan.checkpoint is not None:
-            extra = {} if not policies else {"active": rows.active, "pruned_at": stopped_at}
-            snapshot = place.fetch((carry, store), numpy=False)
-            if jax.process_index() == 0:  # with many processes, one writes (a shared disk)
-                _checkpoint.save(plan.checkpoint, c, parts, snapshot,
-                                 {**curves.to_arrays(), **extra})
-            place.barrier("jaxlr-checkpoint")  # nobody reads a checkpoint being written
+        pending = (t0, t_end, chunk_curves, rows.active, launched)
+        if t_end not in boundaries:
+            continue
+        collect(pending)
+        pending = None
+        end = ChunkEnd(step=t_end, steps=steps, active=rows.active,
+                       alive=place.fetch(carry.status.alive)[: len(rows.active)],
+                       curves=curves, grid=plan.grid, hparams=plan.cols, chunk=c,
+                       snapshot=snapshot)
+        for policy in policies:
+            layout = policy.after_chunk(end)
+            if layout is not None:
+                store = fns.write_rows(store, st, rows.ids)
+                old, alive = rows, np.ones(m, bool)
+                alive[end.active] = end.alive
+                carry, rows, hp, seed_pos = _apply(layout, carry, rows, plan, place, fns)
+                st = state(carry)
+                parents = np.full(m, -1, np.int64)
+                parents[layout.members] = old.ids[layout.source]
+                history.add(t_end, parents, alive, _numeric(plan.cols))
+                stopped_at[np.setdiff1d(end.active, layout.members)] = t_end
+                end = end._replace(active=rows.active, alive=end.alive[layout.source])
     if pending is not None:
         collect(pending)
-    if bar is not None:
-        bar.close()
-    return Outcome(final=st if not policies else store, curves=curves, stopped_at=stopped_at)
+    if store is not None:  # the last rows' final states
+        store = fns.write_rows(store, st, rows.ids)
+    for policy in policies:
+        policy.finish()
+    return Outcome(final=st if store is None else store, curves=curves, stopped_at=stopped_at,
+                   history=history)
+
+
+def _numeric(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The hyperparameter columns a history records (the grid's, without positions)."""
+    return {k: v for k, v in cols.items() if not k.startswith("_")}
 
 
 def _apply(layout: Layout, carry: Any, rows: Rows, plan: Plan, place: Placement,
@@ -191,9 +214,13 @@ def _resume(plan: Plan, place: Placement, parts: dict, carry: Any, store: Any,
         return None
     done, (carry_np, store_np), saved = restored
     stopped_at, hp, seed_pos = np.full(plan.m, -1, np.int32), None, None
+    history = History.from_arrays(plan.m, saved)
+    saved = {k: v for k, v in saved.items() if not k.startswith("history_")}
     if store is not None:
         rows = Rows(saved.pop("active"), len(place.devices))
         stopped_at = saved.pop("pruned_at")
+        if history.hparams:  # the columns the last layout left (e.g. explored hparams)
+            plan.cols.update(history.hparams[-1])
         hp, seed_pos = rows.put(plan.cols, place)
         store = place.put(store_np, place.by_member)
     carry = place.put(carry_np, place.by_member)
@@ -202,12 +229,4 @@ def _resume(plan: Plan, place: Placement, parts: dict, carry: Any, store: Any,
         for _ in range(min(first_chunk * plan.k, plan.steps)):
             next(plan.batches)
     return _Resume(first_chunk, carry, store, rows, Curves.from_arrays(plan.m, saved),
-                   stopped_at, hp, seed_pos)
-
-
-def _progress_bar(progress: bool, steps: int, m: int):
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=steps, desc=f"jaxlr sweep ({m} members)", unit="step", leave=False)
+                   stopped_at, hp, seed_pos, history)

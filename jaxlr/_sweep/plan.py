@@ -17,8 +17,9 @@ from jaxlr._optim import hparam
 from jaxlr._sweep import checks
 from jaxlr._sweep.data import is_array_data, num_examples
 from jaxlr._sweep.grid import Grid, grid
+from jaxlr._sweep.halving import SuccessiveHalving
 from jaxlr._sweep.member import DivergenceRule, blowup_rule
-from jaxlr._sweep.policies import SuccessiveHalving
+from jaxlr._sweep.policies import Policy
 
 # the default chunk is the whole run when nothing happens between chunks and its batch indices
 # ([seeds, steps, batch_size] int32, made by a program of their own) take at most 64 MiB
@@ -42,7 +43,7 @@ class Plan(NamedTuple):
     seeds: np.ndarray  # [S] the distinct seeds, int32
     rule: DivergenceRule
     divergence: Any  # the divergence factor, or "custom" (for the checkpoint's fingerprint)
-    prune: SuccessiveHalving | None
+    policy: Policy | None  # a layout policy (successive halving, population-based training)
     checkpoint: Any
     progress: bool
 
@@ -61,14 +62,14 @@ class Plan(NamedTuple):
         return {"grid": {kk: v.tolist() for kk, v in self.cols.items()}, "steps": self.steps,
                 "batch_size": self.batch_size, "chunk": self.k, "eval_every": self.eval_every,
                 "examples": self.n, "divergence": self.divergence, "devices": n_devices,
-                "prune": None if self.prune is None else list(self.prune)}
+                "prune": _describe(self.policy)}
 
 
 def make_plan(loss_fn: Callable, data: Any, optimizer: Callable, grid_: Grid | Mapping, *,
               steps: int, batch_size: int, eval_data: Any, eval_every: int | None,
               checkpoint: Any, progress: bool, chunk_size: int | None,
               divergence_factor: float, divergence: DivergenceRule | None,
-              prune: SuccessiveHalving | None) -> Plan:
+              policy: Policy | None) -> Plan:
     """Check ``sweep``'s arguments (eagerly, before anything is traced) and plan the run."""
     steps = int(hparam("steps", steps, gt=0, integer=True))
     batch_size = int(hparam("batch_size", batch_size, gt=0, integer=True))
@@ -78,8 +79,9 @@ def make_plan(loss_fn: Callable, data: Any, optimizer: Callable, grid_: Grid | M
         raise ValueError(f"optimizer must be a function hp -> optax transform, got {optimizer!r}")
     if eval_every is not None:
         eval_every = int(hparam("eval_every", eval_every, gt=0, integer=True))
-    if prune is not None and not isinstance(prune, SuccessiveHalving):
-        raise ValueError(f"prune must be jaxlr.successive_halving(...), got {prune!r}")
+    if policy is not None and not (isinstance(policy, Policy) and policy.changes_layout):
+        raise ValueError(f"policy must be jaxlr.successive_halving(...) or "
+                         f"jaxlr.population_based(...), got {policy!r}")
 
     checks.arguments(loss_fn, data, eval_data)  # signature, Python lists, non-finite values
     in_memory = is_array_data(data)
@@ -103,9 +105,9 @@ def make_plan(loss_fn: Callable, data: Any, optimizer: Callable, grid_: Grid | M
     seeds, seed_pos = np.unique(cols["seed"], return_inverse=True)
     cols["_seed_pos"] = seed_pos.astype(np.int32)
     # with nothing to do between chunks, the default is the whole run: one program (below)
-    quiet = in_memory and not progress and checkpoint is None and prune is None and (
+    quiet = in_memory and not progress and checkpoint is None and policy is None and (
         len(seeds) * steps * batch_size <= WHOLE_RUN_INDICES)
-    k = (default_chunk(steps, eval_every, prune, quiet) if chunk_size is None else
+    k = (default_chunk(steps, eval_every, policy, quiet) if chunk_size is None else
          int(hparam("chunk_size", chunk_size, gt=0, integer=True)))
     if eval_every is not None and eval_every % k:
         raise ValueError(f"eval_every must be a multiple of chunk_size, got eval_every="
@@ -115,41 +117,58 @@ def make_plan(loss_fn: Callable, data: Any, optimizer: Callable, grid_: Grid | M
     # the members' params, model state and status but not the optimizer state: on CPU, a loop
     # whose optimizer state comes from and goes back to the caller ran ~3% slower per step than
     # one that keeps it inside (benchmarks/results/cpu-index-ab.md).
-    whole = n_chunks == 1 and checkpoint is None and prune is None
+    whole = n_chunks == 1 and checkpoint is None and policy is None
     return Plan(grid=g, steps=steps, batch_size=batch_size, k=k, n_chunks=n_chunks, whole=whole,
                 in_memory=in_memory, n=n, batches=batches, eval_every=eval_every, cols=cols,
                 seeds=np.asarray(seeds, np.int32), rule=rule,
-                divergence="custom" if divergence else float(divergence_factor), prune=prune,
+                divergence="custom" if divergence else float(divergence_factor), policy=policy,
                 checkpoint=checkpoint, progress=progress)
 
 
-def default_chunk(steps: int, eval_every: int | None, prune: Any, quiet: bool = False) -> int:
+def default_chunk(steps: int, eval_every: int | None, policy: Any, quiet: bool = False) -> int:
     """The whole run when ``quiet`` (nothing happens between chunks) and there is no
     ``eval_every``; else ``eval_every``, or chunks of <= 200 steps that divide the run evenly
-    (the padded tail stays tiny); with pruning, the largest divisor <= 200 of every rung (and
-    eval_every)."""
+    (the padded tail stays tiny); with a layout policy, the largest divisor <= 200 of every
+    step it acts at (and eval_every)."""
     if quiet and eval_every is None:
         return steps
-    if prune is not None and prune.rungs(steps):
-        base = math.gcd(prune.min_steps, eval_every or 0)
+    if policy is not None and policy.boundaries(steps):
+        base = math.gcd(_period(policy)[1], eval_every or 0)
         return max(d for d in range(1, min(base, 200) + 1) if base % d == 0)
     if eval_every is not None:
         return min(steps, eval_every)
     return -(-steps // -(-steps // 200))
 
 
-def check_prune(prune: Any, k: int, eval_data: Any, eval_every: int | None,
-                aux_names: list[str]) -> None:
-    """A pruning rule the plan can serve: rungs end chunks, ranking metrics are recorded."""
-    if prune.min_steps % k:
-        raise ValueError(f"chunk_size must divide prune's min_steps (rungs end chunks), got "
-                         f"chunk_size={k}, min_steps={prune.min_steps}")
-    if prune.by == "loss":
+def check_policy(policy: Any, k: int, eval_data: Any, eval_every: int | None,
+                 aux_names: list[str]) -> None:
+    """A layout policy the plan can serve: the steps it acts at end chunks, the metric it
+    ranks by is recorded there."""
+    name, period = _period(policy)
+    who = "prune" if isinstance(policy, SuccessiveHalving) else "policy"
+    if period % k:
+        raise ValueError(f"chunk_size must divide {who}'s {name} (it acts at chunk ends), got "
+                         f"chunk_size={k}, {name}={period}")
+    if policy.by == "loss":
         return
-    if eval_data is None or eval_every is None or prune.min_steps % eval_every:
-        raise ValueError(f"prune by={prune.by!r} ranks members at each rung's evaluation: pass "
-                         "eval_data= and an eval_every that divides min_steps, got "
-                         f"eval_every={eval_every}, min_steps={prune.min_steps}")
-    if prune.by != "eval" and prune.by not in aux_names:
-        raise ValueError(f"prune by must be 'loss', 'eval' or one of loss_fn's aux metrics "
-                         f"{aux_names}, got by={prune.by!r}")
+    if eval_data is None or eval_every is None or period % eval_every:
+        raise ValueError(f"{who} by={policy.by!r} ranks members at the evaluation of each "
+                         f"step it acts at: pass eval_data= and an eval_every that divides "
+                         f"{name}, got eval_every={eval_every}, {name}={period}")
+    if policy.by != "eval" and policy.by not in aux_names:
+        raise ValueError(f"by must be 'loss', 'eval' or one of loss_fn's aux metrics "
+                         f"{aux_names}, got by={policy.by!r}")
+
+
+def _period(policy: Any) -> tuple[str, int]:
+    """The argument every step a layout policy acts at is a multiple of, and its value."""
+    if isinstance(policy, SuccessiveHalving):
+        return "min_steps", policy.min_steps
+    return "interval", policy.interval
+
+
+def _describe(policy: Any) -> Any:
+    """A layout policy's settings, for a checkpoint's fingerprint."""
+    if policy is None or isinstance(policy, SuccessiveHalving):
+        return None if policy is None else list(policy)
+    return [type(policy).__name__, *policy]

@@ -9,7 +9,8 @@ import jax
 import numpy as np
 
 from jaxlr._sweep.curves import tail_mean
-from jaxlr._sweep.grid import Grid
+from jaxlr._sweep.grid import LR_AXES, Grid
+from jaxlr._sweep.lineage import Segment, lineage, trajectory
 
 
 class Best(NamedTuple):
@@ -65,6 +66,17 @@ class SweepResult:
         pruned_at: [M] the rung at which successive halving stopped the member, -1 if never
             (its curves are NaN after it, it is never the best, its params are those at the
             rung).
+        history: with a layout policy (``prune=``/``policy=``), the layouts it applied:
+            ``history_steps`` [L], ``history_parents`` [L, M] (the slot each slot continued
+            from at that step; itself when unchanged, -1 when it stopped), ``history_alive``
+            [L, M] (alive just before: a copied diverged slot was revived) and
+            ``history_hp_<name>`` [L, M] (the hyperparameters from that step on); None
+            without a policy. See :meth:`lineage` and :meth:`schedule`.
+
+    With population-based training a *slot* (row ``i``) changes hyperparameters and
+    ancestry along the run: ``hparams`` is the grid a slot started from, the curves are the
+    slot's, and :meth:`final_hparams`, :meth:`lineage` and :meth:`schedule` say what it
+    became.
 
     The trained state is given (``state``, ``assemble``: what the sweep left) or loaded on
     first use by ``load_state() -> (state, assemble)`` (e.g. a run directory's checkpoint,
@@ -74,7 +86,8 @@ class SweepResult:
 
     def __init__(self, *, grid: Grid, loss, lr, eval, eval_aux, eval_steps, diverged,
                  diverged_at, state: Any = None, assemble: Callable[[Any, Any], Any] | None = None,
-                 pruned_at=None, load_state: Callable[[], tuple[Any, Callable]] | None = None):
+                 pruned_at=None, load_state: Callable[[], tuple[Any, Callable]] | None = None,
+                 history: dict[str, np.ndarray] | None = None):
         self.grid = grid
         self.hparams = dict(grid.columns)
         self.loss, self.lr = loss, lr
@@ -82,6 +95,7 @@ class SweepResult:
         self.diverged, self.diverged_at = diverged, diverged_at
         self.pruned_at = (np.full(len(grid), -1, np.int32) if pruned_at is None
                           else np.asarray(pruned_at))
+        self.history = history
         self._state, self._assemble = state, assemble
         self._load_state, self._no_state = load_state, None if state is not None else (
             "this result holds no trained state")
@@ -105,6 +119,96 @@ class SweepResult:
         has_eval = "yes" if self.eval is not None else "no"
         return (f"SweepResult(M={len(self)}, steps={self.loss.shape[1]}, "
                 f"diverged={int(self.diverged.sum())}, eval={has_eval})")
+
+    def final_hparams(self) -> dict[str, np.ndarray]:
+        """[M] each slot's hyperparameters at the end: the grid's, or after a policy's last
+        layout (population-based training explores them)."""
+        if not self.history or not len(self.history["history_steps"]):
+            return dict(self.hparams)
+        return {k: (self.history[f"history_hp_{k}"][-1] if f"history_hp_{k}" in self.history
+                    else v) for k, v in self.hparams.items()}
+
+    def copied(self) -> bool:
+        """Whether a policy copied a slot's state into another (population-based training)."""
+        if not self.history:
+            return False
+        parents = self.history["history_parents"]
+        return bool(((parents >= 0) & (parents != np.arange(parents.shape[1]))).any())
+
+    def lineage(self, i: int) -> list[Segment]:
+        """Slot ``i``'s ancestry: the :class:`Segment` s (steps, slot, parent slot,
+        hyperparameters), first to last, whose training led to its final state.
+
+        Without a policy, or when nothing was copied into its line, one segment: the whole
+        run in slot ``i`` with its grid values. With population-based training a segment
+        starts at each exploit step where the line continued from another slot.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, jaxlr
+            >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+            >>> res = jaxlr.sweep(lambda k: jnp.zeros(1), lambda w, b: jnp.mean(
+            ...     (b[0] @ w - 2.0 * b[0][:, 0]) ** 2), (x,), lambda hp: jaxlr.sgd(hp["lr"]),
+            ...     jaxlr.grid(lr=[0.001, 0.3]), steps=20, batch_size=8, progress=False,
+            ...     policy=jaxlr.population_based(10, fraction=0.5, resample=0.0))
+            >>> [(s.start, s.end, s.slot) for s in res.lineage(0)]
+            [(0, 10, 1), (10, 20, 0)]
+
+        References:
+            Jaderberg et al. 2017, the lineages of PBT's Fig. 5:
+            https://arxiv.org/abs/1711.09846
+        """
+        if not 0 <= i < len(self):
+            raise ValueError(f"member index must be in [0, {len(self)}), got {i}")
+        return lineage(self.history, self.hparams, self.loss.shape[1], i)
+
+    def schedule(self, i: int, axis: str = "lr"):
+        r"""The trajectory of ``axis`` that slot ``i``'s lineage followed, as a schedule.
+
+        For an LR axis (``lr``, ``learning_rate``) it is the LR each update of the lineage
+        used, as recorded (``self.lr`` of each segment's slot): so a grid axis that scales a
+        schedule gives that schedule's shape times the explored values; when the optimizer
+        recorded no LR, and for other axes, it is the axis' value, piecewise constant over the
+        segments. Retraining one member with it as a fixed schedule replays the lineage
+        (exactly so when every slot shared one seed, hence one data order).
+
+        Args:
+            i: the slot.
+            axis: a grid axis.
+
+        Returns:
+            A :func:`jaxlr.tabulated` schedule ``step -> value`` over the run's steps.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, jaxlr
+            >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+            >>> res = jaxlr.sweep(lambda k: jnp.zeros(1), lambda w, b: jnp.mean(
+            ...     (b[0] @ w - 2.0 * b[0][:, 0]) ** 2), (x,), lambda hp: jaxlr.sgd(hp["lr"]),
+            ...     jaxlr.grid(lr=[0.001, 0.3]), steps=20, batch_size=8, progress=False,
+            ...     policy=jaxlr.population_based(10, fraction=0.5, resample=0.0))
+            >>> res.lineage(0)[1].parent  # slot 0 (lr 0.001) copied slot 1 (lr 0.3) at step 10
+            1
+            >>> lr = res.schedule(0)  # 0.3 x 1.25 is clipped to the grid's largest LR, 0.3
+            >>> round(float(lr(0)), 6), round(float(lr(15)), 6)
+            (0.3, 0.3)
+
+        References:
+            Jaderberg et al. 2017 (PBT discovers hyperparameter schedules):
+            https://arxiv.org/abs/1711.09846
+        """
+        from jaxlr._optim import tabulated
+
+        if axis not in self.hparams or axis == "seed":
+            raise ValueError(f"axis must be one of the grid's axes "
+                             f"{[k for k in self.hparams if k != 'seed']}, got axis={axis!r}")
+        segments, steps = self.lineage(i), self.loss.shape[1]
+        values = None
+        if axis in LR_AXES:
+            values = trajectory(segments, axis, self.lr, steps)
+            if not np.isfinite(values).all():  # no recorded LR (or after a divergence)
+                values = None
+        if values is None:
+            values = trajectory(segments, axis, None, steps)
+        return tabulated(values)
 
     def final_loss(self) -> np.ndarray:
         """[M] mean training loss over the last 10% of steps (inf for diverged members)."""
@@ -135,7 +239,8 @@ class SweepResult:
             mode: "min" or "max" (e.g. ``by="accuracy", mode="max"``).
 
         Returns:
-            A :class:`Best` (index, hparams, value, std, params).
+            A :class:`Best` (index, hparams, value, std, params); after population-based
+            training, ``hparams`` are the slot's final ones (:meth:`final_hparams`).
         """
         by = by or ("eval" if self.eval is not None else "loss")
         if mode not in ("min", "max"):
@@ -150,7 +255,12 @@ class SweepResult:
                              "lower the learning rates")
         if over is None:
             i = int(np.argmin(score))
-            return Best(i, self.grid[i], float(sign * score[i]), 0.0, self._params_or_none(i))
+            return Best(i, Grid(self.final_hparams())[i], float(sign * score[i]), 0.0,
+                        self._params_or_none(i))
+        if self.copied():
+            raise ValueError("over='seed' groups members by their grid setting, but population-"
+                             "based training changed the slots' hyperparameters: use over=None "
+                             "(the best slot, with its final hparams and its lineage)")
         groups = self.by_setting()
         means = [np.mean(score[idx]) for idx in groups.values()]
         g = int(np.argmin(means))
@@ -239,7 +349,10 @@ class SweepResult:
         return self._assemble(params, rest)
 
     def table(self) -> str:
-        """A printable summary: one row per setting, mean ± std over its non-diverged seeds."""
+        """A printable summary: one row per setting, mean ± std over its non-diverged seeds
+        (after population-based training: one row per slot, its start and end values)."""
+        if self.copied():
+            return self._slot_table()
         names = [k for k in self.hparams if k != "seed"]
         cols = ["final loss"] + (["eval loss"] if self.eval is not None else [])
         cols += sorted(self.eval_aux)
@@ -259,9 +372,29 @@ class SweepResult:
                 at = int(self.pruned_at[idx[0]])
                 cells.append(str(at) if at >= 0 else "")
             rows.append(cells)
-        widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
-        fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))
-        return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
+        return _render(header, rows)
+
+    def _slot_table(self) -> str:
+        """One row per slot: its grid (start) and final values, final metrics, diverged."""
+        names = [k for k in self.hparams if not k.startswith("_")]
+        end = self.final_hparams()
+        cols = ["final loss"] + (["eval loss"] if self.eval is not None else [])
+        cols += sorted(self.eval_aux)
+        header = ["slot", *[f"{k} start" for k in names if k != "seed"],
+                  *[f"{k} end" for k in names if k != "seed"], *(["seed"] if "seed" in names
+                                                                else []), *cols, "diverged"]
+        metrics = [self.final_loss() if c == "final loss" else self.metric(
+            "eval" if c == "eval loss" else c) for c in cols]
+        show = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
+        rows = []
+        for i in range(len(self)):
+            start, last = self.grid[i], Grid(end)[i]
+            rows.append([str(i), *[show(start[k]) for k in names if k != "seed"],
+                         *[show(last[k]) for k in names if k != "seed"],
+                         *([str(start["seed"])] if "seed" in names else []),
+                         *[f"{m[i]:.4g}" if np.isfinite(m[i]) else "—" for m in metrics],
+                         "yes" if self.diverged[i] else "no"])
+        return _render(header, rows)
 
     def diagnose(self) -> list:
         """One :class:`jaxlr.Diagnosis` per member (diverged, oscillating, too_slow,
@@ -297,3 +430,10 @@ class SweepResult:
         from jaxlr._records import save
 
         return save(self, directory)
+
+
+def _render(header: list[str], rows: list[list[str]]) -> str:
+    """Right-aligned text columns under a header and a rule."""
+    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
+    fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
