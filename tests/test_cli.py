@@ -235,6 +235,34 @@ def test_sweep_with_successive_halving(tmp_path):
                                rtol=1e-6)
 
 
+def test_sweep_with_population_based_training(tmp_path):
+    """--pbt 20: at steps 20 and 40 the worst slot (of 4) copies the best one by eval loss and
+    explores its LR; the report prints the best slot's discovered schedule, the run directory
+    keeps the lineage, and load restores the best slot's model."""
+    out_dir = tmp_path / "pbt"
+    rc, out, err = run(["sweep", "--model", "logreg", "--steps", "60", "--lr", "1e-3:1:4",
+                        "--seeds", "1", "--no-progress", "--pbt", "20", "--out", out_dir])
+    assert rc == 0, err
+    assert "population-based training every 20 steps, quantile 0.25" in err
+    config = json.loads((out_dir / "config.json").read_text())
+    assert config["settings"]["pbt"] == {"interval": 20, "fraction": 0.25}
+    assert "lr (start)" in out.splitlines()[0]
+    res = _records.load(out_dir)
+    best = res.best()
+    schedule = next(line for line in out.splitlines() if "discovered schedule" in line)
+    assert schedule.startswith(f"  discovered schedule of slot {best.index} ")
+    segments = res.lineage(best.index)
+    assert schedule.count("-") == len(segments) and f"0-{segments[0].end}: " in schedule
+    assert res.history["history_steps"].tolist() == [20, 40]
+    model = best.params
+    model.eval()
+    _, _, xe, ye = _cli.DATASETS["digits"].load()
+    np.testing.assert_allclose(float(_cli.loss_fn(model, (xe, ye))[0]),
+                               res.eval[best.index, -1], rtol=1e-6)
+    rc, report, _ = run(["report", out_dir])
+    assert rc == 0 and schedule in report
+
+
 def test_find_prints_suggestions_and_saves_the_plot(tmp_path):
     out_dir = tmp_path / "find"
     rc, out, err = run(["find", "--steps", "30", "--seeds", "1", "--model", "logreg",
@@ -252,10 +280,13 @@ def test_find_prints_suggestions_and_saves_the_plot(tmp_path):
 # --------------------------------------------------------------------------- resume
 
 
-def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("policy", [[], ["--pbt", "50"]], ids=["plain", "pbt"])
+def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, policy):
+    """Killed after a seeded chunk; with --pbt the exploit steps (50, 100, ...) copy states and
+    change LRs, and the resumed run still ends bit-identical."""
     args = ["sweep", "--model", "logreg", "--optimizer", "sgd", "--steps", "400",
             "--chunk-size", "10", "--lr", "0.1,1,1000", "--seeds", "2", "--devices", "1",
-            "--no-progress"]
+            "--no-progress", *policy]
     killed, ref = tmp_path / "killed", tmp_path / "ref"
     log = open(tmp_path / "stderr.txt", "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "jaxlr._cli", *args, "--out", str(killed)],
@@ -284,7 +315,11 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path):
     assert sorted(resumed) == sorted(uninterrupted)
     for k in resumed:
         np.testing.assert_array_equal(resumed[k], uninterrupted[k], err_msg=k)
-    assert resumed["diverged"].any()  # lr 1000 diverges: the quarantine survives a resume
+    if policy:  # lr 1000 diverges, and the copy of a better slot revives it
+        assert (resumed["history_parents"] != np.arange(6)).any()
+        assert not resumed["history_alive"].all()
+    else:
+        assert resumed["diverged"].any()  # lr 1000 diverges: the quarantine survives a resume
 
 
 # --------------------------------------------------------------------------- errors
@@ -319,6 +354,9 @@ def _bad_inputs(tmp):
         "too many devices": ["sweep", "--devices", "4096"],
         "find ramp backwards": ["find", "--min-lr", "1", "--max-lr", "0.1"],
         "find with a list": ["find", "--weight-decay", "0,0.1"],
+        "two policies": ["sweep", "--pbt", "50", "--prune", "50"],
+        "pbt past the end": ["sweep", "--pbt", "500"],
+        "pbt fraction": ["sweep", "--pbt", "50", "--pbt-fraction", "0.7"],
         "no command": [],
     }
 

@@ -311,3 +311,28 @@ def test_matplotlib_imported_lazily_and_pyplot_never():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "JAX_PLATFORMS": "cpu"})
     assert out.returncode == 0, out.stderr
+
+
+def test_population_based_figure_shows_each_lineage_and_the_best_one(tmp_path):
+    """Panel 2 of a PBT sweep: one LR trajectory per slot (its lineage's, as
+    ``result.schedule`` gives it), coloured by the final loss; the best slot's thick and black;
+    the exploit steps as vertical lines."""
+    res = jaxlr.sweep(init_linear, mse, DATA, lambda hp: jaxlr.sgd(hp["lr"]),
+                      jaxlr.grid(lr=[1e-3, 3e-3, 1e-2, 3e-2]), steps=30, batch_size=16,
+                      progress=False, policy=jaxlr.population_based(10, seed=2))
+    assert res.copied()
+    fig = plot_sweep(res, path=tmp_path / "pbt.png")
+    ax = panels(fig)[1]
+    assert len(panels(fig)) == 2 and "population-based" in ax.get_title()
+    best = res.best(by="loss").index
+    (thick,) = by_gid(ax, "best_lineage")
+    np.testing.assert_allclose(thick.get_ydata(), np.asarray(res.schedule(best)(np.arange(30))))
+    others = by_gid(ax, "lineage")
+    assert len(others) == 3 and all(line.get_linewidth() < thick.get_linewidth()
+                                    for line in others)
+    score = res.metric("loss")
+    worst = int(np.argmax(score))  # the highest final loss: the top of plasma's scale
+    worst_line = next(line for line in others if line.get_label() == f"_slot {worst}")
+    assert worst_line.get_color() == mpl.colormaps["plasma"](1.0)
+    assert [line.get_xdata()[0] for line in ax.lines if line.get_gid() is None] == [10, 20]
+    check_png(tmp_path / "pbt.png", 1440)

@@ -135,9 +135,11 @@ def _describe(s: dict, devices: list) -> str:
     kind = devices[0].platform if devices else "?"
     what = (f"{s['schedule']} schedule" if "schedule" in s else
             f"LR ramp {s['min_lr']:g}..{s['max_lr']:g}")
-    prune = s.get("prune")
+    prune, pbt = s.get("prune"), s.get("pbt")
     halving = (f"; successive halving from step {prune['min_steps']}, factor "
-               f"{prune['reduction_factor']}" if prune else "")
+               f"{prune['reduction_factor']}" if prune else
+               f"; population-based training every {pbt['interval']} steps, quantile "
+               f"{pbt['fraction']:g}" if pbt else "")
     return (f"jaxlr {s['command']}: {members} members ({shape}); {s['model']} on "
             f"{s['dataset']}, {s['optimizer']}, {what}, {s['steps']} steps of batch "
             f"{s['batch_size']}{halving}; {len(devices)} {kind} device(s)")
@@ -160,13 +162,16 @@ def _sweep(s: dict, run_dir: Path, devices: list, progress: bool) -> Any:
     import jaxlr
 
     task = build_task(s)
-    prune = s.get("prune")
+    prune, pbt = s.get("prune"), s.get("pbt")
+    policy = (jaxlr.successive_halving(**prune, by="eval") if prune else
+              jaxlr.population_based(pbt["interval"], fraction=pbt["fraction"], by="eval")
+              if pbt else None)
     return jaxlr.sweep(task.init, loss_fn, task.train, task.optimizer, task.grid,
                        steps=s["steps"], batch_size=s["batch_size"], eval_data=task.eval,
                        eval_every=s["eval_every"], devices=devices,
                        checkpoint=str(run_dir / _records.CHECKPOINTS), progress=progress,
                        chunk_size=s["chunk_size"],
-                       prune=jaxlr.successive_halving(**prune, by="eval") if prune else None)
+                       policy=policy)
 
 
 def _tensorboard_dir(ns: argparse.Namespace, *, claim: bool = True) -> Path | None:
@@ -388,6 +393,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "(mean over seeds); the rest stop there (default: no pruning)")
     s.add_argument("--prune-factor", default="3", help="successive halving's reduction factor "
                    "(default 3)")
+    s.add_argument("--pbt", metavar="INTERVAL", help="population-based training: every "
+                   "INTERVAL steps the worst members (by eval loss) copy the best ones' state "
+                   "and LR, perturbed (x0.8 or x1.25) or redrawn from --lr; the report prints "
+                   "the discovered schedule (default: none)")
+    s.add_argument("--pbt-fraction", default="0.25", help="PBT's quantile: the bottom and "
+                   "top fraction, in (0, 0.5] (default 0.25)")
     sw.add_argument("--tensorboard", metavar="OUT", help=_TENSORBOARD_HELP)
     fd = sub.add_parser("find", help="LR range test: one exponential LR ramp, per seed",
                         description="LR range test (Smith 2017) on the same defaults: the LR "

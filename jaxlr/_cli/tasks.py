@@ -312,6 +312,21 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
                                  f"--prune below --steps, e.g. --prune {max(1, steps // 5)}")
             if ns.eval_every is None and ns.chunk_size is None:
                 s["eval_every"] = math.gcd(s["prune"]["min_steps"], 100)
+        s["pbt"] = None
+        if getattr(ns, "pbt", None) is not None:  # population-based training, ranked by eval
+            if s["prune"]:
+                raise UsageError("--pbt and --prune are two policies: give one of them")
+            fraction = _number("--pbt-fraction", ns.pbt_fraction, float)
+            if not 0 < fraction <= 0.5:
+                raise UsageError(f"--pbt-fraction must be in (0, 0.5], got --pbt-fraction "
+                                 f"{ns.pbt_fraction}; e.g. 0.25")
+            s["pbt"] = {"interval": _positive_int("--pbt", ns.pbt), "fraction": fraction}
+            interval, steps = s["pbt"]["interval"], s["steps"]
+            if interval >= steps:
+                raise UsageError(f"--pbt {interval} with --steps {steps} would never exploit: "
+                                 f"give --pbt below --steps, e.g. --pbt {max(1, steps // 10)}")
+            if ns.eval_every is None and ns.chunk_size is None:
+                s["eval_every"] = math.gcd(interval, 100)
         chunk = ns.chunk_size if ns.chunk_size is not None else min(
             s["steps"], s["eval_every"] or 100)
         s["chunk_size"] = _positive_int("--chunk-size", chunk)
@@ -320,6 +335,10 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
         if s["eval_every"] % s["chunk_size"]:
             raise UsageError(f"--eval-every ({s['eval_every']}) must be a multiple of "
                              f"--chunk-size ({s['chunk_size']})")
+        if s["pbt"] and s["pbt"]["interval"] % s["eval_every"]:
+            raise UsageError(f"--pbt ({s['pbt']['interval']}) must be a multiple of "
+                             f"--eval-every ({s['eval_every']}): members are ranked by their "
+                             "eval loss at each exploit step")
         if s["prune"] and s["prune"]["min_steps"] % s["eval_every"]:
             raise UsageError(f"--prune ({s['prune']['min_steps']}) must be a multiple of "
                              f"--eval-every ({s['eval_every']}): members are ranked by their "
@@ -491,4 +510,4 @@ def sweep_inputs(s: dict) -> dict:
     task = build_task(s, data=False)
     return {"init": task.init, "loss_fn": loss_fn, "optimizer": task.optimizer,
             "grid": task.grid, "steps": s["steps"], "chunk_size": s["chunk_size"],
-            "pruned": bool(s.get("prune"))}
+            "pruned": bool(s.get("prune") or s.get("pbt"))}  # a layout policy's store

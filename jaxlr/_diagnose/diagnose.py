@@ -562,7 +562,10 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
     - ``result.pruned_at``: a member that successive halving stopped at a rung is judged on
       the steps before it, with every member as context (its reason says so; when that is
       fewer than 20 steps its label is ``"pruned"``: too short to judge); the survivors are
-      judged among themselves.
+      judged among themselves;
+    - after population-based training (``result.copied()``: slots changed LR and ancestry
+      along the run, so no two slots form an LR sweep) each slot is judged alone, on its own
+      curve, by the within-curve rules.
 
     Args:
         result: a :class:`SweepResult` (``loss``, ``lr`` [M, steps], ``hparams``,
@@ -598,6 +601,8 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
     if "lr" in hp:
         value = hp["lr"].astype(np.float64)
     div_at = None if result.diverged_at is None else np.asarray(result.diverged_at).reshape(m)
+    if getattr(result, "copied", lambda: False)():  # population-based: slots change LR
+        return _diagnose_arrays(loss, value, curve, np.arange(m), div_at)
     pruned_at = np.asarray(getattr(result, "pruned_at", np.full(m, -1))).reshape(m)
     if not (pruned_at >= 0).any():
         return _diagnose_arrays(loss, value, curve, gid, div_at)

@@ -177,6 +177,11 @@ def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: A
        curves differ in shape (e.g. a grid over ``warmup_steps``, or a plateau controller); LR
        curves that differ only by the swept factor are already told by the colour.
 
+    After population-based training (``result.copied()``) panel 2 is instead each slot's
+    lineage's trajectory of the LR (:meth:`SweepResult.schedule`) vs step, coloured by the
+    slot's final metric, the best slot's lineage thick and black, the exploit steps as grey
+    vertical lines (and there is no panel 3).
+
     Without an ``lr`` axis the curves are coloured (and panel 2 is drawn) by the first numeric
     axis, and the colour bar's label says so.
 
@@ -215,7 +220,8 @@ def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: A
     # viridis without its top 10% (pale yellow is hard to see on white)
     cmap = mpl.colors.ListedColormap(mpl.colormaps[_CMAP](np.linspace(0.0, 0.9, 256)))
     colours = [cmap(norm(v)) for v in cvalues]
-    differ = _schedules_differ(lr)
+    copied = bool(getattr(result, "copied", lambda: False)())  # population-based training
+    differ = _schedules_differ(lr) and not copied
 
     n_panels = 3 if differ else 2
     fig = mpl.figure.Figure(figsize=(5.6 * n_panels + 0.8, 4.6), layout="constrained")
@@ -252,7 +258,10 @@ def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: A
                         pad=0.02)
     _ticks_at(mpl, cbar.ax.yaxis, np.unique(cvalues))
 
-    # 2. final metric vs the colour axis
+    # 2. final metric vs the colour axis (population-based: the lineages' trajectories)
+    if copied:
+        _lineage_panel(mpl, fig, ax_metric, result, by, mode, name or "lr")
+        return _finish(fig, path)
     _metric_panel(mpl, ax_metric, result, by, mode, name, clabel, log_c)
 
     # 3. LR schedules
@@ -267,6 +276,38 @@ def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: A
         ax_lr.set(xlabel="step", ylabel="learning rate", title="learning rate per member")
         ax_lr.grid(True, alpha=0.3)
     return _finish(fig, path)
+
+
+def _lineage_panel(mpl: Any, fig: Any, ax: Any, result: Any, by: str, mode: str,
+                   name: str) -> None:
+    """Population-based training: each slot's lineage's trajectory of ``name`` (its
+    :meth:`SweepResult.schedule`) vs step, coloured by the slot's final metric; the best
+    slot's lineage thick and black."""
+    steps = result.loss.shape[1]
+    score = np.asarray(result.metric(by), np.float64)
+    ok = np.isfinite(score) & ~np.asarray(result.diverged, bool)
+    best = result.best(by=by, mode=mode).index
+    finite = score[ok] if ok.any() else np.zeros(1)
+    norm = mpl.colors.Normalize(float(finite.min()), float(finite.max()) + 1e-12)
+    cmap = mpl.colormaps["plasma" if mode == "min" else "plasma_r"]
+    x = np.arange(steps)
+    paths = {i: np.asarray(result.schedule(i, name)(x), np.float64) for i in range(len(result))}
+    for i, y in paths.items():
+        if i != best:
+            ax.plot(x, y, color=cmap(norm(score[i])) if ok[i] else "0.6", lw=1.2, alpha=0.85,
+                    gid="lineage", label=f"_slot {i}")
+    ax.plot(x, paths[best], color="black", lw=3.0, gid="best_lineage",
+            label=f"best lineage (slot {best}, {_metric_label(by)} {_fmt(score[best])})")
+    if _use_log(np.concatenate(list(paths.values())), always=name == "lr"):
+        ax.set_yscale("log")
+    for s in result.history["history_steps"]:
+        ax.axvline(s, color="0.85", lw=0.8, zorder=0)
+    ax.set(xlabel="step", ylabel=name, title=f"population-based training: {name} of each "
+           "slot's lineage")
+    ax.legend(loc="best", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax,
+                 label=f"final {_metric_label(by)}", pad=0.02)
 
 
 def _metric_panel(mpl: Any, ax: Any, result: Any, by: str, mode: str, name: str | None,

@@ -275,7 +275,8 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
     metrics.update({name: result.metric(name) for name in sorted(result.eval_aux)})
     hp = result.hparams
     seeds = np.unique(hp["seed"]) if "seed" in hp else np.zeros(1)
-    over = "seed" if "seed" in hp else None
+    copied = result.copied()  # population-based: the best is one slot, with its lineage
+    over = "seed" if "seed" in hp and not copied else None
     try:
         best = result.best(by=by, over=over)
     except ValueError:
@@ -308,10 +309,15 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
     recommended = None
     if best is not None:
         row = next(r for r in rows if r["best"])
+        metrics_best = row["metrics"] if not copied else {
+            name: _stats(np.asarray(vals, np.float64)[[best.index]])
+            for name, vals in metrics.items()}
         recommended = {"hparams": {k: v for k, v in best.hparams.items() if k != "seed"},
                        "member": best.index, "by": by,
-                       "value": best.value, "std": best.std, "metrics": row["metrics"],
-                       "seeds": row["seeds"],
+                       "value": best.value, "std": best.std, "metrics": metrics_best,
+                       "seeds": row["seeds"] if not copied else 1,
+                       "lineage": ([seg._asdict() for seg in result.lineage(best.index)]
+                                   if copied else None),
                        "diagnosis": (_diagnosis_dict(diagnosis[best.index])
                                      if diagnosis is not None else None)}
     return {
@@ -326,6 +332,7 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
         "diverged": int(diverged.sum()),
         "pruned": int(pruned.sum()),
         "label_counts": dict(Counter(labels)) if labels else {},
+        "copied": copied,  # population-based: rows are the settings the slots started from
         "diagnosis": ([_diagnosis_dict(d) for d in diagnosis] if diagnosis is not None
                       else None),
     }
@@ -343,8 +350,9 @@ def format_table(summary: dict[str, Any]) -> str:
     """The summary's rows as an aligned text table (``*`` marks the recommended setting)."""
     names, metric_names = summary["axes"], summary["metric_names"]
     pruning = bool(summary.get("pruned"))
-    header = ["", *names, *metric_names, "diverged", *(["pruned at"] if pruning else []),
-              "diagnosis"]
+    start = " (start)" if summary.get("copied") else ""
+    header = ["", *(f"{k}{start}" for k in names), *metric_names, "diverged",
+              *(["pruned at"] if pruning else []), "diagnosis"]
     lines = []
     for row in summary["rows"]:
         cells = ["*" if row["best"] else "", *(_num(row["hparams"][k]) for k in names)]
@@ -384,6 +392,13 @@ def format_recommendation(summary: dict[str, Any]) -> str:
     seeds = f" over {rec['seeds']} seeds" if rec["seeds"] > 1 else ""
     by = "mean eval loss" if rec["by"] == "eval" else "mean final training loss"
     text = f"recommended: {what}  ({', '.join(parts)}{seeds}; best {by})"
+    if rec.get("lineage"):
+        steps = "; ".join(
+            f"{seg['start']}-{seg['end']}: "
+            + ", ".join(f"{k}={_num(v)}" for k, v in seg["hparams"].items() if k != "seed")
+            + (f" (from slot {seg['parent']})" if j else f" (slot {seg['slot']})")
+            for j, seg in enumerate(rec["lineage"]))
+        text += f"\n  discovered schedule of slot {rec['member']} (steps: values): {steps}"
     if rec.get("diagnosis"):
         d = rec["diagnosis"]
         text += f"\n  diagnosis: {d['label']}: {d['reason']} -> {d['advice']}"
@@ -404,6 +419,7 @@ def result_arrays(result: SweepResult) -> dict[str, np.ndarray]:
         out["eval"] = result.eval
         out.update({f"eval_{k}": v for k, v in result.eval_aux.items()})
     out.update({f"hp_{k}": v for k, v in result.hparams.items()})
+    out.update(result.history or {})  # history_* (a layout policy's)
     return {k: np.asarray(v) for k, v in out.items()}
 
 
@@ -609,7 +625,8 @@ def _load_sweep(d: Path) -> SweepResult:
     return SweepResult(grid=grid, loss=a["loss"], lr=a["lr"], eval=a.get("eval"),
                        eval_aux=aux if "eval" in a else {}, eval_steps=a["eval_steps"],
                        diverged=a["diverged"], diverged_at=a["diverged_at"],
-                       pruned_at=a.get("pruned_at"), load_state=_state_loader(d))
+                       pruned_at=a.get("pruned_at"), load_state=_state_loader(d),
+                       history={k: v for k, v in a.items() if k.startswith("history_")} or None)
 
 
 # --------------------------------------------------------------------------- finder
