@@ -280,3 +280,22 @@ def test_on_noisy_least_squares_pbt_discovers_a_decay_that_beats_every_constant_
     assert best.value < best_constant
     lr = np.asarray(pbt.schedule(best.index)(jnp.arange(400)))
     assert lr[300:].mean() < lr[:100].mean() and lr[-1] < lr[0]
+
+
+def test_the_schedule_composes_the_base_schedule_with_the_explored_scale():
+    """A grid axis that scales a cosine schedule: the lineage's schedule is the LR each update
+    used (cosine shape x the explored scale of each segment), not a piecewise constant."""
+    cosine = lambda hp: jaxlr.adam(jaxlr.cosine_decay(hp["lr"], STEPS))
+    res = run(optimizer=cosine)
+    best = res.best(by="loss").index
+    segments = res.lineage(best)
+    assert len(segments) >= 2
+    got = np.asarray(res.schedule(best)(np.arange(STEPS)))
+    t = np.arange(STEPS)
+    want = np.concatenate([s.hparams["lr"] * 0.5 * (1 + np.cos(np.pi * t[s.start:s.end] / STEPS))
+                           for s in segments])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)  # float32 cos near 0
+    retrain = jaxlr.sweep(init_mlp, loss_fn, DATA, lambda hp: jaxlr.adam(res.schedule(best)),
+                          jaxlr.grid(_run=[0]), steps=STEPS, batch_size=16, progress=False)
+    along = np.concatenate([res.loss[s.slot, s.start:s.end] for s in segments])
+    np.testing.assert_allclose(retrain.loss[0], along, rtol=1e-5)
