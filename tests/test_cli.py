@@ -410,3 +410,19 @@ def test_jaxlr_sweep_without_arguments(tmp_path):
     assert summary["members"] == 48 and summary["steps"] == 500
     assert summary["recommended"]["metrics"]["accuracy"]["mean"] > 0.95
     assert "48 members" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["sweep", "--schedule", "step", "--lr", "0.1", "--steps", "2"],
+    ["find", "--steps", "10"],
+], ids=["sweep-step-schedule", "find"])
+def test_every_command_gets_one_device_per_core(tmp_path, argv):
+    """A fresh process, as a user runs it: the device count is set before anything starts JAX
+    (checking a schedule's settings does, so it must come after)."""
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run([sys.executable, "-m", "jaxlr._cli", *argv, "--model", "logreg",
+                           "--seeds", "1", "--no-progress", "--out", str(tmp_path / "run")],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cores = _cli._cores()
+    assert f"; {cores} cpu device(s)" in proc.stderr, proc.stderr[-2000:]

@@ -222,9 +222,14 @@ def _finish_sweep(s: dict, run_dir: Path, devices: list, ns: argparse.Namespace)
 
 
 def _start(ns: argparse.Namespace, argv: Sequence[str], command: str) -> tuple:
-    """The settings, devices and a new run directory (its config.json written) of a run."""
-    s = resolve(ns)
+    """The settings, devices and a new run directory (its config.json written) of a run.
+
+    The device count is set before anything else: checking the settings builds schedules,
+    which starts JAX's backend, and after that XLA_FLAGS has no effect."""
+    if getattr(ns, "devices", None) is not None and ns.devices < 1:
+        raise UsageError(f"--devices must be >= 1, got --devices {ns.devices}")
     configure_devices(ns.devices)
+    s = resolve(ns)
     devices = pick_devices(ns.devices)
     run_dir = _records.make_run_dir(ns.out, command)
     _write_config(run_dir, s, ns, argv, devices)
