@@ -518,3 +518,14 @@ def test_linen_variables():
     variables = res.best(by="loss").params
     assert set(variables) == {"params"}
     assert float(loss_fn(variables, DATA)) < res.loss[:, 0].min()
+
+
+def test_repr_of_best_is_one_line_whatever_the_model():
+    x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+    res = jaxlr.sweep(lambda k: nnx.Linear(1, 1, rngs=nnx.Rngs(k)),
+                      lambda m, b: jnp.mean((m(b[0])[:, 0] - 2.0 * b[0][:, 0]) ** 2), (x,),
+                      lambda hp: jaxlr.sgd(hp["lr"]), jaxlr.grid(lr=[0.01, 0.5]), steps=20,
+                      batch_size=8, progress=False)
+    best = res.best(by="loss")
+    assert repr(best) == (f"Best(index=1, hparams={{'lr': 0.5}}, value={best.value:.6g}, "
+                          "std=0, params=<Linear: 2 arrays, 2 values>)")

@@ -41,6 +41,11 @@ class Best(NamedTuple):
     std: float  # its standard deviation over seeds (0.0 without over="seed")
     params: Any  # the trained params / model of member ``index``
 
+    def __repr__(self) -> str:
+        """One line: the params are summarised by their type and size, not printed."""
+        return (f"Best(index={self.index}, hparams={self.hparams}, value={self.value:.6g}, "
+                f"std={self.std:.3g}, params={_summary(self.params)})")
+
 
 class SweepResult:
     """Everything a sweep measured, per member (axis 0 is the member axis, M rows).
@@ -430,6 +435,15 @@ class SweepResult:
         from jaxlr._records import save
 
         return save(self, directory)
+
+
+def _summary(params: Any) -> str:
+    """``<type: n leaves, k values>`` of a params pytree or model (None stays None)."""
+    if params is None:
+        return "None"
+    leaves = [x for x in jax.tree.leaves(params) if hasattr(x, "size")]
+    size = sum(int(x.size) for x in leaves)
+    return f"<{type(params).__name__}: {len(leaves)} arrays, {size} values>"
 
 
 def _render(header: list[str], rows: list[list[str]]) -> str:
