@@ -45,6 +45,7 @@ from jaxlr._sweep import (
     Segment,
     SuccessiveHalving,
     SweepResult,
+    Task,
     clear_caches,
     grid,
     population_based,
@@ -62,7 +63,7 @@ __all__ = [
     "LearningRateState", "reduce_on_plateau", "Controller", "PlateauState", "hypergradient",
     "HypergradientState",
     # sweeps and the LR range test
-    "grid", "Grid", "sweep", "SweepResult", "Best", "find_lr", "FinderResult", "load",
+    "grid", "Grid", "sweep", "SweepResult", "Task", "Best", "find_lr", "FinderResult", "load",
     "successive_halving", "SuccessiveHalving", "population_based", "PopulationBased", "Segment",
     "clear_caches",
     # diagnosis

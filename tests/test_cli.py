@@ -20,6 +20,7 @@ from flax import nnx
 from jaxlr import _records
 from jaxlr._cli import commands as _cli
 from jaxlr._cli import main
+from jaxlr._cli import tasks as _tasks
 
 TINY = ["--steps", "20", "--lr", "1e-3:1:4", "--seeds", "2", "--no-progress"]
 
@@ -194,7 +195,7 @@ def test_load_restores_trained_params_from_the_last_checkpoint(two_runs):
     model = best.params
     model.eval()
     _, _, xe, ye = _cli.DATASETS["digits"].load()
-    loss, aux = _cli.loss_fn(model, (xe, ye))
+    loss, aux = _tasks.loss_fn(model, (xe, ye))
     np.testing.assert_allclose(float(loss), res.eval[best.index, -1], rtol=1e-6)
     np.testing.assert_allclose(float(aux["accuracy"]), res.eval_aux["accuracy"][best.index, -1])
 
@@ -220,7 +221,7 @@ def test_sweep_with_successive_halving(tmp_path):
     model = best.params
     model.eval()
     _, _, xe, ye = _cli.DATASETS["digits"].load()
-    np.testing.assert_allclose(float(_cli.loss_fn(model, (xe, ye))[0]),
+    np.testing.assert_allclose(float(_tasks.loss_fn(model, (xe, ye))[0]),
                                res.eval[best.index, -1], rtol=1e-6)
     pruned = int(np.flatnonzero(res.pruned_at == 10)[0])  # its state at the rung
     model = res.params(pruned)
@@ -231,7 +232,7 @@ def test_sweep_with_successive_halving(tmp_path):
     for stacked, leaf in zip(jax.tree.leaves(params), own):
         np.testing.assert_array_equal(np.asarray(stacked)[pruned], leaf)
     model.eval()
-    np.testing.assert_allclose(float(_cli.loss_fn(model, (xe, ye))[0]), res.eval[pruned, 0],
+    np.testing.assert_allclose(float(_tasks.loss_fn(model, (xe, ye))[0]), res.eval[pruned, 0],
                                rtol=1e-6)
 
 
@@ -257,7 +258,7 @@ def test_sweep_with_population_based_training(tmp_path):
     model = best.params
     model.eval()
     _, _, xe, ye = _cli.DATASETS["digits"].load()
-    np.testing.assert_allclose(float(_cli.loss_fn(model, (xe, ye))[0]),
+    np.testing.assert_allclose(float(_tasks.loss_fn(model, (xe, ye))[0]),
                                res.eval[best.index, -1], rtol=1e-6)
     rc, report, _ = run(["report", out_dir])
     assert rc == 0 and schedule in report

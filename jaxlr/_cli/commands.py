@@ -46,11 +46,10 @@ from jaxlr._cli.tasks import (
     SCHEDULES,
     UsageError,
     build_task,
-    loss_fn,
-    make_model,
     make_optimizer,
     resolve,
     swept,
+    task_of,
 )
 
 # --------------------------------------------------------------------------- devices
@@ -140,8 +139,14 @@ def _describe(s: dict, devices: list) -> str:
                f"{prune['reduction_factor']}" if prune else
                f"; population-based training every {pbt['interval']} steps, quantile "
                f"{pbt['fraction']:g}" if pbt else "")
-    return (f"jaxlr {s['command']}: {members} members ({shape}); {s['model']} on "
-            f"{s['dataset']}, {s['optimizer']}, {what}, {s['steps']} steps of batch "
+    if s.get("task"):
+        from jaxlr._cli.user_task import describe
+
+        model = f"task {describe(s['task']['ref'], s['task']['options'])}"
+    else:
+        model = f"{s['model']} on {s['dataset']}"
+    return (f"jaxlr {s['command']}: {members} members ({shape}); {model}, "
+            f"{s['optimizer']}, {what}, {s['steps']} steps of batch "
             f"{s['batch_size']}{halving}; {len(devices)} {kind} device(s)")
 
 
@@ -161,14 +166,16 @@ def _print_sweep(summary: dict, run_dir: Path, as_json: bool) -> None:
 def _sweep(s: dict, run_dir: Path, devices: list, progress: bool) -> Any:
     import jaxlr
 
-    task = build_task(s)
+    run = build_task(s)
+    task = run.task
+    by = "eval" if task.eval_data is not None else "loss"  # a --task may have no eval data
     prune, pbt = s.get("prune"), s.get("pbt")
-    policy = (jaxlr.successive_halving(**prune, by="eval") if prune else
-              jaxlr.population_based(pbt["interval"], fraction=pbt["fraction"], by="eval")
+    policy = (jaxlr.successive_halving(**prune, by=by) if prune else
+              jaxlr.population_based(pbt["interval"], fraction=pbt["fraction"], by=by)
               if pbt else None)
-    return jaxlr.sweep(task.init, loss_fn, task.train, task.optimizer, task.grid,
-                       steps=s["steps"], batch_size=s["batch_size"], eval_data=task.eval,
-                       eval_every=s["eval_every"], devices=devices,
+    return jaxlr.sweep(task.init, task.loss_fn, task.data, run.optimizer, run.grid,
+                       steps=s["steps"], batch_size=s["batch_size"], eval_data=task.eval_data,
+                       eval_every=s["eval_every"] if by == "eval" else None, devices=devices,
                        checkpoint=str(run_dir / _records.CHECKPOINTS), progress=progress,
                        chunk_size=s["chunk_size"],
                        policy=policy)
@@ -270,13 +277,12 @@ def cmd_find(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     import jaxlr
 
     s, devices, run_dir = _start(ns, argv, "find")
-    spec = DATASETS[s["dataset"]]
-    x, y, _, _ = spec.load()
+    task = task_of(s)
     constants = {k: v[0] for k, v in s["params"].items()}
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RuntimeWarning)
-        result = jaxlr.find_lr(make_model(s["model"], spec), loss_fn, (x, y),
+        result = jaxlr.find_lr(task.init, task.loss_fn, task.data,
                                lambda schedule: make_optimizer(s, constants, schedule),
                                min_lr=s["min_lr"], max_lr=s["max_lr"], steps=s["steps"],
                                seeds=s["seeds"], batch_size=s["batch_size"], beta=s["beta"],
@@ -345,6 +351,13 @@ def _common(p: argparse.ArgumentParser, *, steps: int, seeds: str) -> None:
     g.add_argument("--model", choices=MODELS, default="mlp",
                    help="mlp: 64-128-10 MLP; cnn: two 3x3 convs on the 8x8 images; logreg: "
                    "linear (default mlp)")
+    g.add_argument("--task", metavar="FILE.py:FUNCTION", help="your own task instead of "
+                   "--model/--dataset: FUNCTION(**options) in FILE.py (or package.module:"
+                   "FUNCTION) returns jaxlr.Task(init, loss_fn, data, eval_data); the run "
+                   "records it (and its file's SHA-256) so resume and load rebuild it")
+    g.add_argument("--task-option", metavar="KEY=VALUE", action="append", help="an option "
+                   "passed to the task's FUNCTION (repeatable; VALUE read as JSON when it "
+                   "parses, e.g. width=256, else a string)")
     g.add_argument("--steps", default=steps, help=f"training steps (default {steps})")
     g.add_argument("--batch-size", default=128, help="examples per step (default 128)")
     g.add_argument("--seeds", default=seeds, help=f"a count (seeds 0..n-1) or a comma list "

@@ -286,10 +286,19 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
     }
     if getattr(ns, "devices", None) is not None and ns.devices < 1:
         raise UsageError(f"--devices must be >= 1, got --devices {ns.devices}")
-    n_train = len(DATASETS[s["dataset"]].load()[0])
+    s["task"] = _user_task(ns)
+    if s["task"]:
+        s["model"] = s["dataset"] = None
+        import jax
+
+        n_train = int(jax.tree.leaves(task_of(s).data)[0].shape[0])
+        where = f"the task's data ({s['task']['ref']})"
+    else:
+        n_train = len(DATASETS[s["dataset"]].load()[0])
+        where = f"--dataset {s['dataset']}"
     if s["batch_size"] > n_train:
         raise UsageError(f"--batch-size {s['batch_size']} is larger than the {n_train} training "
-                         f"examples of --dataset {s['dataset']}; lower it (e.g. 128)")
+                         f"examples of {where}; lower it (e.g. 128)")
     if ns.nesterov and s["optimizer"] == "adagrad":
         raise UsageError("--nesterov applies to sgd, momentum, rmsprop, adam and adamw, not "
                          "--optimizer adagrad")
@@ -478,20 +487,53 @@ def make_optimizer(s: dict, v: Mapping[str, Any], learning_rate: Any) -> Any:
     return tx
 
 
-class Task(NamedTuple):
-    init: Callable
-    train: tuple
-    eval: tuple
+class Run(NamedTuple):
+    """Everything ``jaxlr.sweep`` needs for a run's settings."""
+
+    task: Any  # a jaxlr.Task: the built-in model on its dataset, or the user's --task
     grid: Any
     optimizer: Callable[[dict], Any]  # hp -> optax transform
 
 
-def build_task(s: dict, *, data: bool = True) -> Task:
-    """Everything ``jaxlr.sweep`` needs for the settings ``s`` (data loaded if ``data``)."""
-    import jaxlr
+def task_of(s: dict, *, data: bool = True) -> Any:
+    """The :class:`jaxlr.Task` of the settings: the user's ``--task`` (its recorded source
+    checked), or the built-in ``--model`` on ``--dataset`` (data loaded if ``data``)."""
+    from jaxlr import Task
+    from jaxlr._cli.user_task import load_task
 
+    if s.get("task"):
+        t = s["task"]
+        return load_task(t["ref"], t["options"], t["sha256"])
     spec = DATASETS[s["dataset"]]
     x, y, xe, ye = spec.load() if data else (None,) * 4
+    return Task(make_model(s["model"], spec), loss_fn, (x, y), (xe, ye))
+
+
+def _user_task(ns: argparse.Namespace) -> dict | None:
+    """``--task`` and ``--task-option`` as settings: the reference (a file made absolute), the
+    options and the SHA-256 of the source file; the task is loaded here, so a bad one fails
+    before the run directory is made."""
+    from jaxlr._cli.user_task import TaskError, digest, load_task, parse_options, resolve_ref
+
+    ref = getattr(ns, "task", None)
+    if ref is None:
+        if getattr(ns, "task_option", None):
+            raise UsageError("--task-option needs --task FILE.py:FUNCTION")
+        return None
+    try:
+        options = parse_options(ns.task_option)
+        ref, path = resolve_ref(ref)
+        sha = digest(path)
+        load_task(ref, options, sha)
+    except TaskError as e:
+        raise UsageError(str(e)) from None
+    return {"ref": ref, "options": options, "sha256": sha}
+
+
+def build_task(s: dict, *, data: bool = True) -> Run:
+    """The task, grid and ``optimizer(hp)`` of the settings ``s``."""
+    import jaxlr
+
     axes = swept(s)
     constants = {k: v[0] for k, v in s["params"].items()}
 
@@ -500,14 +542,14 @@ def build_task(s: dict, *, data: bool = True) -> Task:
         return make_optimizer(s, v, make_schedule(s, v, axes))
 
     g = jaxlr.grid(**axes, seed=s["seeds"])
-    return Task(make_model(s["model"], spec), (x, y), (xe, ye), g, optimizer)
+    return Run(task_of(s, data=data), g, optimizer)
 
 
 def sweep_inputs(s: dict) -> dict:
     """What ``jaxlr._sweep.final_state`` needs to read a finished run of the settings ``s``
     back from its checkpoint (the run directory's ``config.json`` names this function as its
     ``factory``): the run's functions and grid, without its data."""
-    task = build_task(s, data=False)
-    return {"init": task.init, "loss_fn": loss_fn, "optimizer": task.optimizer,
-            "grid": task.grid, "steps": s["steps"], "chunk_size": s["chunk_size"],
+    run = build_task(s, data=False)
+    return {"init": run.task.init, "loss_fn": run.task.loss_fn, "optimizer": run.optimizer,
+            "grid": run.grid, "steps": s["steps"], "chunk_size": s["chunk_size"],
             "pruned": bool(s.get("prune") or s.get("pbt"))}  # a layout policy's store

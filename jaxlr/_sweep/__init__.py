@@ -11,7 +11,8 @@ from jaxlr._sweep.member import DivergenceRule
 from jaxlr._sweep.population import PopulationBased, population_based
 from jaxlr._sweep.restore import final_state
 from jaxlr._sweep.result import Best, Segment, SweepResult
+from jaxlr._sweep.task import Task
 
 __all__ = ["DivergenceRule", "sweep", "Grid", "grid", "SuccessiveHalving",
            "successive_halving", "PopulationBased", "population_based", "Best", "Segment",
-           "SweepResult", "final_state", "clear_caches"]
+           "SweepResult", "Task", "final_state", "clear_caches"]
