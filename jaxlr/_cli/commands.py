@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from jaxlr import _records
+from jaxlr._cli import config
 from jaxlr._cli.tasks import (
     DATASETS,
     MODELS,
@@ -377,6 +378,11 @@ def _common(p: argparse.ArgumentParser, *, steps: int, seeds: str) -> None:
                    "on a CPU one device per core, unless XLA_FLAGS is set)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
+    r.add_argument("--config", metavar="FILE.toml", help="read the options from a TOML file "
+                   "(keys named like the flags, e.g. batch-size = 64); flags given here "
+                   "override it")
+    r.add_argument("--print-config", action="store_true", help="print every option of this "
+                   "run as a TOML config file and exit (save it, run it with --config)")
 
 
 _TENSORBOARD_HELP = ("also export the sweep to the TensorBoard log directory OUT (new, empty or "
@@ -440,6 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("dir", help="the run directory of the sweep")
     rs.add_argument("--no-progress", action="store_true", help="no progress bar")
     rs.add_argument("--json", action="store_true", help="print a JSON summary to stdout")
+    parser.subcommands = {"sweep": sw, "find": fd, "report": rp, "resume": rs}
     return parser
 
 
@@ -448,6 +455,21 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 COMMANDS = {"sweep": cmd_sweep, "find": cmd_find, "report": cmd_report, "resume": cmd_resume}
+
+
+def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, argparse.ArgumentParser]:
+    """The parsed command line, a ``--config`` file's options under the flags given; and the
+    command's parser."""
+    parser = build_parser()
+    ns = parser.parse_args(argv)
+    if ns.command is None:
+        raise UsageError("give a command: sweep, find, report or resume (e.g. jaxlr sweep); "
+                         "see jaxlr --help")
+    sub = parser.subcommands[ns.command]
+    if getattr(ns, "config", None) is not None:  # the file's options; flags override
+        sub.set_defaults(**config.read(ns.config, sub))
+        ns = parser.parse_args(argv)
+    return ns, sub
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -459,12 +481,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 stream.reconfigure(errors="replace")
             except (ValueError, OSError):  # pragma: no cover - a detached stream
                 pass
-    parser = build_parser()
     try:
-        ns = parser.parse_args(argv)
-        if ns.command is None:
-            raise UsageError("give a command: sweep, find, report or resume (e.g. jaxlr sweep); "
-                             "see jaxlr --help")
+        ns, sub = parse(argv)
+        if getattr(ns, "print_config", False):
+            print(config.dump(ns, sub), end="")
+            return 0
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warning
             return COMMANDS[ns.command](ns, argv)
