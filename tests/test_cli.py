@@ -308,8 +308,10 @@ def test_resume_after_sigkill_equals_an_uninterrupted_run(tmp_path, policy):
     assert not (killed / "results.npz").exists()
     rc, _, err = run(["report", killed])
     assert rc == 2 and "jaxlr resume" in err
+    done = max(int(p.name.split("-")[1]) for p in (killed / "checkpoints").glob("ckpt-*"))
     rc, _, err = run(["resume", killed, "--no-progress"])
     assert rc == 0, err
+    assert f"resuming at step {min((done + 1) * 10, 400)} of 400 from " in err
     rc, _, err = run([*args, "--out", ref])
     assert rc == 0, err
     resumed, uninterrupted = npz(killed / "results.npz"), npz(ref / "results.npz")

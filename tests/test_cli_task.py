@@ -75,6 +75,7 @@ def test_resume_rebuilds_the_task_and_refuses_a_changed_file(task_run, tmp_path)
     (killed / "summary.json").unlink()
     rc, _, err = run(["resume", killed, "--no-progress"])
     assert rc == 0, err
+    assert "resuming at step 20 of 20 from " in err  # the last chunk's checkpoint
     for k, v in np.load(out_dir / "results.npz").items():
         np.testing.assert_array_equal(np.load(killed / "results.npz")[k], v, err_msg=k)
     original = task_file.read_text()

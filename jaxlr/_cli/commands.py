@@ -270,7 +270,11 @@ def cmd_resume(ns: argparse.Namespace, argv: Sequence[str]) -> int:
     configure_devices(s["devices"])
     devices = pick_devices(s["devices"])
     _info(_describe(s, devices))
-    _info(f"resuming from {run_dir / _records.CHECKPOINTS}")
+    from jaxlr._sweep import latest_checkpoint
+
+    chunk = latest_checkpoint(run_dir / _records.CHECKPOINTS)
+    at = 0 if chunk is None else min((chunk + 1) * s["chunk_size"], s["steps"])
+    _info(f"resuming at step {at} of {s['steps']} from {run_dir / _records.CHECKPOINTS}")
     return _finish_sweep(s, run_dir, devices, ns)
 
 

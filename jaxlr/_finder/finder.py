@@ -285,7 +285,8 @@ def find_lr(
                          f"lambda lr: jaxlr.adam(lr)), got optimizer={optimizer!r}")
     ramp = exponential_ramp(min_lr, max_lr, steps)
     res = sweep(model, loss_fn, data, lambda hp: optimizer(ramp), grid(seed=seeds),
-                steps=steps, batch_size=batch_size, progress=progress,
+                steps=steps, batch_size=batch_size,
+                progress="jaxlr find" if progress is True else progress,
                 divergence=stop_rule(divergence_factor, beta, _warmup(steps)))
     lrs = np.asarray(ramp(jnp.arange(steps)), np.float64)
     return FinderResult.from_curves(lrs, res.loss, beta=beta, divergence_factor=divergence_factor,

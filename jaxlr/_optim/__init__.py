@@ -12,6 +12,16 @@ from jaxlr._optim.learning_rate import (
     lr_or_none,
     scale_by_learning_rate,
 )
+from jaxlr._optim.lr_free import (
+    cocob,
+    dadapt_adamw,
+    dog,
+    eval_params,
+    mechanize,
+    prodigy,
+    schedule_free_adamw,
+    schedule_free_eval_params,
+)
 from jaxlr._optim.optimizers import adagrad, adam, adamw, rmsprop, sgd
 from jaxlr._optim.plateau import Controller, PlateauState, reduce_on_plateau
 from jaxlr._optim.schedules import (
@@ -39,6 +49,8 @@ __all__ = [
     "ArrayLike", "LearningRate", "Schedule",
     "LearningRateState", "current_lr", "lr_or_none", "scale_by_learning_rate",
     "adagrad", "adam", "adamw", "rmsprop", "sgd",
+    "prodigy", "dadapt_adamw", "dog", "mechanize", "cocob", "schedule_free_adamw",
+    "schedule_free_eval_params", "eval_params",
     "Controller", "PlateauState", "reduce_on_plateau",
     "HypergradientState", "hypergradient",
     "constant", "cosine_decay", "cosine_restarts", "cyclic", "exponential_decay",

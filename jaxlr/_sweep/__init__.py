@@ -4,6 +4,7 @@ Other folders import from this package only; what they may use is listed here.
 """
 
 from jaxlr._sweep.api import sweep
+from jaxlr._sweep.checkpoint import latest as latest_checkpoint
 from jaxlr._sweep.compiled import clear_caches
 from jaxlr._sweep.grid import Grid, grid
 from jaxlr._sweep.halving import SuccessiveHalving, successive_halving
@@ -15,4 +16,5 @@ from jaxlr._sweep.task import Task
 
 __all__ = ["DivergenceRule", "sweep", "Grid", "grid", "SuccessiveHalving",
            "successive_halving", "PopulationBased", "population_based", "Best", "Segment",
-           "SweepResult", "Task", "final_state", "clear_caches"]
+           "SweepResult", "Task", "final_state", "clear_caches",
+           "latest_checkpoint"]

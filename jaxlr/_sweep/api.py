@@ -48,7 +48,7 @@ def sweep(
     eval_every: int | None = None,
     devices: Any = None,
     checkpoint: Any = None,
-    progress: bool = True,
+    progress: bool | str = True,
     chunk_size: int | None = None,
     divergence_factor: float = DIVERGENCE_FACTOR,
     divergence: DivergenceRule | None = None,
@@ -133,7 +133,8 @@ def sweep(
             another program is refused with a ValueError naming what differs. With an iterable
             ``data``, pass a fresh iterable: consumed batches are skipped. With many processes,
             process 0 writes and every process reads: use a disk they share.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (a string: the bar's label instead of "jaxlr
+            sweep"); a resumed sweep's bar starts at the restored step.
         chunk_size: steps per compiled chunk (default: ``eval_every`` if given, else the whole
             run when ``progress=False`` and nothing happens between chunks (see above), else
             <= 200 steps, dividing the run as evenly as possible).

@@ -139,6 +139,16 @@ def _newest(root: Path):
         yield path, manifest
 
 
+def latest(directory: str | os.PathLike) -> int | None:
+    """The chunk index of the newest intact checkpoint in ``directory`` (None: none); whether
+    it resumes is decided by its fingerprint when the sweep starts."""
+    root = Path(directory)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        found = next(_newest(root), None) if root.is_dir() else None
+    return None if found is None else int(found[1]["chunk"])
+
+
 def load(directory: str | os.PathLike, parts: dict[str, str], carry_like: Any):
     """The newest valid checkpoint as ``(chunk, carry, records)``, or None if there is none.
 

@@ -97,7 +97,8 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
             hp, seed_pos = (hp, seed_pos) if hp_r is None else (hp_r, seed_pos_r)
         engine_after = [Checkpointing(plan.checkpoint, parts, k, place.barrier)]
     if plan.progress and jax.process_index() == 0:
-        engine_after.insert(0, Progress(steps, m, min(first_chunk * k, steps)))
+        label = plan.progress if isinstance(plan.progress, str) else "jaxlr sweep"
+        engine_after.insert(0, Progress(steps, m, min(first_chunk * k, steps), label))
     engine_before = [] if inputs.eval_data is None else [
         Evaluation(fns.evaluate, inputs.eval_data, plan.eval_every, steps, place.fetch)]
     policies = [*engine_before, *policies, *engine_after]

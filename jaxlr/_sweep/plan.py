@@ -45,7 +45,7 @@ class Plan(NamedTuple):
     divergence: Any  # the divergence factor, or "custom" (for the checkpoint's fingerprint)
     policy: Policy | None  # a layout policy (successive halving, population-based training)
     checkpoint: Any
-    progress: bool
+    progress: bool | str  # a string labels the bar
 
     @property
     def m(self) -> int:

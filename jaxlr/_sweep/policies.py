@@ -126,13 +126,12 @@ class Progress(Policy):
 
     __slots__ = ("bar",)
 
-    def __init__(self, steps: int, m: int, done: int = 0):
+    def __init__(self, steps: int, m: int, done: int = 0, label: str = "jaxlr sweep"):
         from tqdm.auto import tqdm
 
-        self.bar = tqdm(total=steps, desc=f"jaxlr sweep ({m} members)", unit="step",
+        # a resumed run starts at ``done``: ``initial`` keeps those steps out of the rate
+        self.bar = tqdm(total=steps, initial=done, desc=f"{label} ({m} members)", unit="step",
                         leave=False)
-        if done:
-            self.bar.update(done)
 
     def record(self, done: ChunkDone) -> None:
         last = done.curves.loss[-1][:, done.step - done.start - 1]
