@@ -90,7 +90,7 @@ def _betas(betas: Any) -> tuple[Any, Any]:
     return _num("betas[0]", b1, ge=0, lt=1), _num("betas[1]", b2, ge=0, lt=1)
 
 
-def _find(tree: Any, cls: type) -> Any:
+def _find(tree: Any, cls: type | tuple[type, ...]) -> Any:
     """The first ``cls`` instance in ``tree`` (tree order), or None."""
     found = [x for x in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, cls))
              if isinstance(x, cls)]
@@ -125,14 +125,22 @@ def _recording(method: str, inner: optax.GradientTransformation,
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def _keep_d(inner: optax.GradientTransformationExtraArgs) -> optax.GradientTransformationExtraArgs:
+def _keep_d(inner: optax.GradientTransformationExtraArgs,
+            step: Callable[[Any, Any, Any], Any] | None = None,
+            ) -> optax.GradientTransformationExtraArgs:
     """Keep ``estim_lr`` (d) when optax's new estimate is NaN: 0/0, no gradient yet or an LR
-    of 0 (the authors' code skips the estimate then: ``if d_denom == 0: return``)."""
+    of 0 (the authors' code skips the estimate then: ``if d_denom == 0: return``).
+
+    ``step(old, new, params)``, when given, recomputes the update from the kept d (Prodigy's
+    uses the new d, in ``d * eps``); optax's own update is then unused (XLA drops it)."""
 
     def update_fn(updates, state, params=None, **extra_args):
         updates, new = inner.update(updates, state, params, **extra_args)
         d = jnp.where(jnp.isnan(new.estim_lr), state.estim_lr, new.estim_lr)
-        return updates, new._replace(estim_lr=d)
+        new = new._replace(estim_lr=d)
+        if step is not None:
+            updates = step(state, new, params)
+        return updates, new
 
     return optax.GradientTransformationExtraArgs(inner.init, update_fn)
 
@@ -158,7 +166,7 @@ def prodigy(
         r_{k+1} &= \beta_3 r_k + \gamma_k d_k^2 \langle g_k, x_0 - x_k \rangle, \qquad
         s_{k+1} = \beta_3 s_k + \gamma_k d_k^2\, g_k \\
         d_{k+1} &= \max\!\big(d_k,\; c\, r_{k+1} / \|s_{k+1}\|_1\big) \\
-        x_{k+1} &= x_k - \gamma_k d_k \Big(\frac{m_{k+1}}{\sqrt{v_{k+1}} + d_k \epsilon}
+        x_{k+1} &= x_k - \gamma_k d_k \Big(\frac{m_{k+1}}{\sqrt{v_{k+1}} + d_{k+1} \epsilon}
         + \lambda x_k\Big)
 
     (with ``safeguard_warmup`` the weight of :math:`g_k` in :math:`s` is :math:`d_k^2`, without
@@ -170,10 +178,12 @@ def prodigy(
     correction is always on, folded into :math:`\gamma_k` (``_prodigy.py``: ``bc = ((1 -
     beta2**count_inc) ** 0.5) / (1 - beta1**count_inc)``, ``dlr = estim_lr * sched * bc``),
     where the paper has :math:`\gamma_k = \eta_k` and the authors' ``prodigyopt`` makes it
-    optional, off by default; the weights carry a factor :math:`1/d_0` and no
-    :math:`1-\sqrt{\beta_2}`, which cancel in :math:`r/\|s\|_1`. The 0/0 estimate (no gradient
-    yet, or :math:`\eta_k = 0` at the start of a warmup) is NaN in optax and made
-    :math:`d` NaN for good; jaxlr keeps :math:`d_k` then, as the authors' code does.
+    optional, off by default; :math:`\epsilon` is scaled by the new estimate :math:`d_{k+1}`
+    (as in the authors' code; the paper writes :math:`d_k \epsilon`); the weights carry a factor
+    :math:`1/d_0` and no :math:`1-\sqrt{\beta_2}`, which cancel in :math:`r/\|s\|_1`. The 0/0
+    estimate (no gradient yet, or :math:`\eta_k = 0` at the start of a warmup) is NaN in optax
+    and made :math:`d`, then the parameters, NaN for good; jaxlr keeps :math:`d_k` then, as the
+    authors' code does.
 
     Args:
         learning_rate: :math:`\eta_k \ge 0`, a float, traced scalar or schedule ``step -> lr``
@@ -212,12 +222,24 @@ def prodigy(
     b1, b2 = _betas(betas)
     if beta3 is not None:
         beta3 = _num("beta3", beta3, ge=0, lt=1)
+    eps = _num("eps", eps, gt=0)
+    weight_decay = _num("weight_decay", weight_decay, ge=0)
+
+    def step(old, new, params):  # optax's p_update (_prodigy.py), with the kept d
+        count_inc = optax.safe_increment(old.count)
+        sched = learning_rate(old.count) if callable(learning_rate) else learning_rate
+        bc = ((1 - b2**count_inc) ** 0.5) / (1 - b1**count_inc)
+        dlr = jnp.asarray(old.estim_lr * sched * bc, dtype=old.estim_lr.dtype)
+        return jax.tree.map(
+            lambda ea, eas, p: -weight_decay * dlr * p - dlr * ea / (jnp.sqrt(eas)
+                                                                     + new.estim_lr * eps),
+            new.exp_avg, new.exp_avg_sq, params)
+
     inner = _keep_d(_contrib.prodigy(
-        learning_rate, betas=(b1, b2), beta3=beta3, eps=_num("eps", eps, gt=0),
+        learning_rate, betas=(b1, b2), beta3=beta3, eps=eps,
         estim_lr0=_num("estim_lr0", estim_lr0, gt=0),
         estim_lr_coef=_num("estim_lr_coef", estim_lr_coef, gt=0),
-        weight_decay=_num("weight_decay", weight_decay, ge=0),
-        safeguard_warmup=bool(safeguard_warmup)))
+        weight_decay=weight_decay, safeguard_warmup=bool(safeguard_warmup)), step)
     return _recording(
         "prodigy", inner,
         lambda s: _checks.f32(s.estim_lr) * _lr_at(learning_rate, s.count),
@@ -399,7 +421,8 @@ def _base_lr(base_state: Any) -> jax.Array:
     lr = lr_or_none(base_state)
     if lr is not None:
         return _checks.f32(lr)
-    injected = _find(base_state, optax.InjectHyperparamsState)
+    injected = _find(base_state, (optax.InjectHyperparamsState,
+                                  optax.InjectStatefulHyperparamsState))
     if injected is not None and "learning_rate" in injected.hyperparams:
         return _checks.f32(injected.hyperparams["learning_rate"])
     return jnp.float32(1.0)
