@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import jaxlr
 from jaxlr._sweep import api, compiled, placement
@@ -268,3 +269,24 @@ def test_a_closed_over_array_is_part_of_the_program(compiles):
         np.testing.assert_allclose(
             got, reference(0.0, loss=lambda p, b: w * mse(p, b)), rtol=2e-5)
         assert compiles["jit(run_whole)"] == n
+
+
+@pytest.mark.parametrize("kw", [
+    dict(chunk_size=5),
+    dict(chunk_size=5, eval_data=DATA, eval_every=5),
+    dict(prune=jaxlr.successive_halving(5, 2), grid=jaxlr.grid(lr=[LR, 0.01, 0.001, 1e-4])),
+    dict(policy=jaxlr.population_based(5, fraction=0.5),
+         grid=jaxlr.grid(lr=[LR, 0.01, 0.001, 1e-4])),
+], ids=["chunks", "eval", "halving", "pbt"])
+def test_a_repeated_chunked_sweep_compiles_nothing(compiles, kw, tmp_path):
+    """Every program of a chunked sweep (init, chunk, eval, the chunks compiled ahead for
+    halving's smaller batches, the row moves) goes through the executable cache."""
+    jaxlr.clear_caches()
+    g = kw.pop("grid", jaxlr.grid(lr=[LR]))
+    args = (init_linear, mse, DATA, lambda hp: jaxlr.sgd(hp["lr"]), g)
+    first = jaxlr.sweep(*args, steps=STEPS, batch_size=8, progress=False, **kw)
+    assert compiles["jit(run_chunk)"] >= 1
+    compiles.clear()
+    again = jaxlr.sweep(*args, steps=STEPS, batch_size=8, progress=False, **kw)
+    assert dict(compiles) == {}
+    np.testing.assert_array_equal(again.loss, first.loss)

@@ -237,7 +237,8 @@ def _fits(plan: Plan, fns: Functions, place: Placement,
     programs."""
     carry = None if plan.whole else jax.tree.map(
         lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=place.by_member,
-                                       weak_type=s.weak_type), jax.eval_shape(fns.init, inputs.hp))
+                                       weak_type=s.weak_type),
+        jax.eval_shape(fns.init.jitted, inputs.hp))
     xs, table = chunk_inputs(fns, inputs.data, inputs.seeds, inputs.sample_batch, plan.k,
                              place.replicated)
     lowered = lower_all(fns, plan.whole, carry, inputs.hp, xs, table, inputs.seed_pos,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -70,7 +71,8 @@ def lower_all(fns: Functions, whole: bool, carry: Carry | None, hp: dict, xs: An
 
 # Executables compiled from a lowered program, by what the compiler reads (see compile_cached)
 _EXECUTABLES: OrderedDict = OrderedDict()
-_MAX_EXECUTABLES = 16
+_MAX_EXECUTABLES = 32
+_LOCK = threading.Lock()  # the chunks compiled ahead are compiled in a background thread
 
 
 def compile_cached(lowered: Any, devices: Sequence[Any]) -> Any:
@@ -86,12 +88,15 @@ def compile_cached(lowered: Any, devices: Sequence[Any]) -> Any:
     """
     key = (hashlib.sha256(lowered.as_text().encode()).hexdigest(), lowered.in_tree,
            lowered.out_tree, tuple((d.platform, d.id) for d in devices))
-    if key in _EXECUTABLES:
-        _EXECUTABLES.move_to_end(key)
-        return _EXECUTABLES[key]
-    compiled = _EXECUTABLES[key] = lowered.compile()
-    while len(_EXECUTABLES) > _MAX_EXECUTABLES:
-        _EXECUTABLES.popitem(last=False)
+    with _LOCK:
+        if key in _EXECUTABLES:
+            _EXECUTABLES.move_to_end(key)
+            return _EXECUTABLES[key]
+    compiled = lowered.compile()
+    with _LOCK:
+        _EXECUTABLES[key] = compiled
+        while len(_EXECUTABLES) > _MAX_EXECUTABLES:
+            _EXECUTABLES.popitem(last=False)
     return compiled
 
 
@@ -138,6 +143,30 @@ class Dispatch:
         return self.jitted._cache_size() + 1
 
 
+class Cached:
+    """A jitted function whose executables come from :func:`compile_cached`: the first call
+    with new argument types lowers it (tracing the function as it is now) and takes the
+    executable of an identical earlier program, if any; later calls with those types run it
+    directly. For the small programs around the chunk (init, row moves), so that a repeated
+    sweep compiles nothing."""
+
+    def __init__(self, jitted: Callable, devices: Sequence[Any]):
+        self.jitted, self.devices, self.executables = jitted, list(devices), {}
+
+    def __call__(self, *args):
+        leaves, tree = jax.tree.flatten(args)
+        key = (tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x))),
+                            getattr(x, "sharding", None)) for x in leaves))
+        run = self.executables.get(key)
+        if run is None:
+            run = self.executables[key] = compile_cached(self.jitted.lower(*args),
+                                                         self.devices)
+        return run(*args)
+
+    def lower(self, *args):
+        return self.jitted.lower(*args)
+
+
 def program_digest(lowered: list) -> str:
     """A SHA-256 of the lowered (StableHLO) chunk and eval programs: whatever the trace read
     (the model, the loss, the optimizer, the values they close over, embedded as constants)
@@ -146,7 +175,8 @@ def program_digest(lowered: list) -> str:
     return hashlib.sha256("".join(p.as_text() for p in lowered).encode()).hexdigest()
 
 
-def compile_ahead(fns: Functions, sizes: list[int], args: tuple, sharding: Any) -> None:
+def compile_ahead(fns: Functions, sizes: list[int], args: tuple, sharding: Any,
+                  devices: Sequence[Any]) -> None:
     """Compile the chunk for the batch sizes successive halving will leave, in a background
     thread while the first rungs train, so a rung does not stop to compile."""
     todo = [r for r in sizes if r not in fns.ahead]
@@ -161,7 +191,8 @@ def compile_ahead(fns: Functions, sizes: list[int], args: tuple, sharding: Any) 
     carry, hp, t0, xs, table, seed_pos = args
     for r in todo:
         spec = (abstract(carry, r), abstract(hp, r), t0, xs, table, abstract(seed_pos, r))
-        fns.ahead[r] = pool.submit(lambda spec=spec: fns.chunk.lower(*spec).compile())
+        fns.ahead[r] = pool.submit(lambda spec=spec: compile_cached(fns.chunk.lower(*spec),
+                                                                    devices))
     pool.shutdown(wait=False)
 
 
@@ -217,7 +248,7 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
 
     return Functions(
         model=model, aux_names=aux_names,
-        init=jax.jit(vinit, out_shardings=by_member),
+        init=Cached(jax.jit(vinit, out_shardings=by_member), place.devices),
         chunk=jax.jit(run_chunk, out_shardings=by_member, donate_argnums=0),
         whole=jax.jit(run_whole, out_shardings=by_member),
         # The batch indices of a chunk [S, K, bs] come from a program of their own: computed
@@ -225,10 +256,10 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
         # CPU (benchmarks/results/cpu-index-ab.md).
         batch_table=batch_table(k, n, batch_size, place) if in_memory else None,
         evaluate=jax.jit(member_map(program.evaluate, in_axes=(0, None))),
-        copy_state=jax.jit(lambda c: jax.tree.map(jnp.copy, state(c)),
-                           out_shardings=by_member),
-        write_rows=jax.jit(write_rows, out_shardings=by_member, donate_argnums=0),
-        take_rows=jax.jit(take_rows, out_shardings=by_member),
+        copy_state=Cached(jax.jit(copy_state, out_shardings=by_member), place.devices),
+        write_rows=Cached(jax.jit(write_rows, out_shardings=by_member, donate_argnums=0),
+                          place.devices),
+        take_rows=Cached(jax.jit(take_rows, out_shardings=by_member), place.devices),
         ahead={},
         initial_lr=jax.jit(initial_lr),
     )
@@ -252,6 +283,10 @@ def member_map(f: Callable, in_axes: tuple) -> Callable:
         return jax.tree.map(lambda x: x[None], f(*one))
 
     return mapped
+
+
+def copy_state(carry: Carry) -> Any:
+    return jax.tree.map(jnp.copy, state(carry))
 
 
 def write_rows(store: Any, rows: Any, ids: jax.Array) -> Any:

@@ -35,6 +35,7 @@ class SuccessiveHalving(_Rule, Policy):
 
     __slots__ = ()
     changes_layout = True
+    stops_members = True
 
     def boundaries(self, steps: int) -> list[int]:
         return self.rungs(steps)

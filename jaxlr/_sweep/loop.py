@@ -80,11 +80,11 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
                  if r != m_rows]
         compile_ahead(fns, sizes, (carry, hp, np.int32(0), inputs.data,
                                    fns.batch_table(inputs.seeds, np.int32(0)), seed_pos),
-                      place.by_member)
+                      place.by_member, place.devices)
     # when a policy may stop members, ``store`` keeps every member's final state, row m =
     # member m: a member that stops (e.g. pruned) is written there when it stops, the others
-    # at the end
-    store = fns.copy_state(carry) if any(p.changes_layout for p in policies) else None
+    # at the end (a policy that only copies rows, as population-based training, needs none)
+    store = fns.copy_state(carry) if any(p.stops_members for p in policies) else None
     stopped_at = np.full(m, -1, np.int32)
     curves, history = Curves(m), History(m)
     first_chunk, engine_after = 0, []
@@ -115,13 +115,13 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
     def snapshot() -> tuple[Any, dict]:
         """The loop's state on the host, as a checkpoint holds it (read when called)."""
         nonlocal store
+        arrays = {**curves.to_arrays(), **history.to_arrays()}
         if store is None:
-            return place.fetch((carry, None), numpy=False), curves.to_arrays()
+            return place.fetch((carry, None), numpy=False), arrays
         if t_end == steps:  # at the end, the rows' final states (what ``final_state`` reads)
             store = fns.write_rows(store, st, rows.ids)
         return (place.fetch((carry, store), numpy=False),
-                {**curves.to_arrays(), **history.to_arrays(), "active": rows.active,
-                 "pruned_at": stopped_at})
+                {**arrays, "active": rows.active, "pruned_at": stopped_at})
 
     pending = None
     for c in range(first_chunk, plan.n_chunks):
@@ -155,7 +155,8 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
         for policy in policies:
             layout = policy.after_chunk(end)
             if layout is not None:
-                store = fns.write_rows(store, st, rows.ids)
+                if store is not None:
+                    store = fns.write_rows(store, st, rows.ids)
                 old, alive = rows, np.ones(m, bool)
                 alive[end.active] = end.alive
                 carry, rows, hp, seed_pos = _apply(layout, carry, rows, plan, place, fns)
@@ -220,10 +221,11 @@ def _resume(plan: Plan, place: Placement, parts: dict, carry: Any, store: Any,
     if store is not None:
         rows = Rows(saved.pop("active"), len(place.devices))
         stopped_at = saved.pop("pruned_at")
-        if history.hparams:  # the columns the last layout left (e.g. explored hparams)
-            plan.cols.update(history.hparams[-1])
-        hp, seed_pos = rows.put(plan.cols, place)
         store = place.put(store_np, place.by_member)
+    if history.hparams:  # the columns the last layout left (e.g. explored hparams)
+        plan.cols.update(history.hparams[-1])
+    if store is not None or history.hparams:
+        hp, seed_pos = rows.put(plan.cols, place)
     carry = place.put(carry_np, place.by_member)
     first_chunk = done + 1
     if not plan.in_memory:

@@ -69,11 +69,13 @@ class Layout(NamedTuple):
 class Policy:
     """The interface (see the module's docstring); every hook defaults to doing nothing.
 
-    ``changes_layout`` says whether :meth:`after_chunk` may return a :class:`Layout` (the loop
-    then keeps every member's final state aside, for the members that stop early)."""
+    ``changes_layout`` says whether :meth:`after_chunk` may return a :class:`Layout`;
+    ``stops_members`` whether a layout may leave members out (the loop then keeps every
+    member's final state aside, for the members that stop early)."""
 
     __slots__ = ()
     changes_layout = False
+    stops_members = False
 
     def boundaries(self, steps: int) -> list[int]:
         """The steps at which this policy must see the sweep (each ends a chunk)."""
