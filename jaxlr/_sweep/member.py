@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxlr._optim import hparam, lr_or_none
+from jaxlr._optim import eval_params, hparam, lr_or_none
 from jaxlr._sweep import checks
 from jaxlr._sweep.data import gather
 from jaxlr._sweep.models import Model
@@ -79,8 +79,11 @@ def tree_finite(tree: Any, via_dot: bool = False) -> jax.Array:
 
 
 def state(carry: Carry) -> tuple[Any, Any, MemberStatus]:
-    """What a result keeps of a member: params, rest and status."""
-    return carry.params, carry.rest, carry.status
+    """What a result keeps of a member, and what is evaluated: params, rest and status. The
+    params are the optimizer's evaluation parameters (:func:`jaxlr.eval_params`): for
+    Schedule-Free its averaged :math:`x_t`, for every other optimizer the trained params
+    themselves (the same object, no cost)."""
+    return eval_params(carry.opt_state, carry.params), carry.rest, carry.status
 
 
 class Program:
