@@ -392,7 +392,6 @@ def test_error_messages_name_the_fix(tmp_path):
 # --------------------------------------------------------------------------- the default
 
 
-@pytest.mark.slow
 def test_jaxlr_sweep_without_arguments(tmp_path):
     exe = shutil.which("jaxlr")
     cmd = [exe, "sweep"] if exe else [sys.executable, "-m", "jaxlr._cli", "sweep"]
@@ -429,3 +428,25 @@ def test_every_command_gets_one_device_per_core(tmp_path, argv):
     assert proc.returncode == 0, proc.stderr[-2000:]
     cores = _cli._cores()
     assert f"; {cores} cpu device(s)" in proc.stderr, proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("shape,stride", [((8, 8, 1, 16), 1), ((8, 8, 16, 32), 2),
+                                          ((7, 9, 3, 4), 2), ((5, 5, 2, 2), 3)])
+def test_the_builtin_cnns_convolution_is_xlas_same_convolution(shape, stride):
+    """The built-in CNN's im2col convolution against lax.conv_general_dilated 'SAME' (odd
+    sizes and strides included: XLA pads the extra row/column after)."""
+    h, w, cin, cout = shape
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4, h, w, cin)).astype(np.float32)
+    k = rng.normal(size=(3, 3, cin, cout)).astype(np.float32)
+    b = rng.normal(size=cout).astype(np.float32)
+    ref = jax.lax.conv_general_dilated(x, k, (stride, stride), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC")) + b
+    np.testing.assert_allclose(_tasks.conv_same(x, k, b, stride), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_the_cnns_default_is_one_seed():
+    s = _cli.resolve(_cli.build_parser().parse_args(["sweep", "--model", "cnn"]))
+    assert s["seeds"] == [0] and s["steps"] == 500 and len(s["lr"]) == 16
+    s = _cli.resolve(_cli.build_parser().parse_args(["sweep", "--model", "cnn", "--seeds", "2"]))
+    assert s["seeds"] == [0, 1]

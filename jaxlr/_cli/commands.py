@@ -365,8 +365,8 @@ def _common(p: argparse.ArgumentParser, *, steps: int, seeds: str) -> None:
                    "parses, e.g. width=256, else a string)")
     g.add_argument("--steps", default=steps, help=f"training steps (default {steps})")
     g.add_argument("--batch-size", default=128, help="examples per step (default 128)")
-    g.add_argument("--seeds", default=seeds, help=f"a count (seeds 0..n-1) or a comma list "
-                   f"(default {seeds})")
+    g.add_argument("--seeds", help=f"a count (seeds 0..n-1) or a comma list (default {seeds}; "
+                   "1 for --model cnn)")
     o = p.add_argument_group("optimizer (a comma list of values sweeps them; floats also "
                              "take a log range lo:hi:n)")
     o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
