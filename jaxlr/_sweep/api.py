@@ -17,6 +17,7 @@ import optax
 from jaxlr._optim import DIVERGENCE_FACTOR
 from jaxlr._sweep import checkpoint as _checkpoint
 from jaxlr._sweep import checks, loop, memory
+from jaxlr._sweep.blocks import block_size, fits_or_block, run_blocks
 from jaxlr._sweep.compiled import (
     Dispatch,
     Functions,
@@ -25,10 +26,11 @@ from jaxlr._sweep.compiled import (
     compile_cached,
     lower_all,
 )
-from jaxlr._sweep.data import chain_first, peek
-from jaxlr._sweep.grid import Grid
+from jaxlr._sweep.data import chain_first, is_array_data, peek
+from jaxlr._sweep.grid import Grid, grid
 from jaxlr._sweep.halving import SuccessiveHalving
 from jaxlr._sweep.member import DivergenceRule
+from jaxlr._sweep.memory import SweepTooLarge
 from jaxlr._sweep.placement import Placement, Rows
 from jaxlr._sweep.plan import Plan, check_policy, make_plan
 from jaxlr._sweep.policies import Policy
@@ -54,6 +56,7 @@ def sweep(
     divergence: DivergenceRule | None = None,
     prune: SuccessiveHalving | None = None,
     policy: Policy | None = None,
+    member_block: int | str | None = None,
 ) -> SweepResult:
     r"""Train every member of ``grid`` in parallel: one compiled ``jit(vmap(scan))`` program.
 
@@ -143,6 +146,12 @@ def sweep(
             the LR range test's stop rule).
         prune: :func:`jaxlr.successive_halving` to stop the losing settings at rungs and
             compact the survivors into a smaller batch (see there); ``pruned_at`` records it.
+        member_block: run the members in blocks of this many, one block after another, with
+            the same compiled program, for sweeps larger than the devices' memory; ``"auto"``
+            runs the whole sweep when XLA's memory estimate fits and otherwise blocks of 90%
+            of the largest count that fits (a multiple of the device count). Results are
+            merged into one ``SweepResult`` (see ``jaxlr._sweep.blocks``); not with a policy
+            or an iterable ``data``.
         policy: a between-chunk layout policy: :func:`jaxlr.successive_halving` (the same as
             ``prune=``) or :func:`jaxlr.population_based` (the worst members copy the best
             ones' state and hyperparameters at intervals and explore them;
@@ -166,6 +175,12 @@ def sweep(
         JAX sharding: https://docs.jax.dev/en/latest/sharded-computation.html
     """
     policy = _one_policy(prune, policy)
+    if member_block is not None:
+        return _in_blocks(member_block, grid, checkpoint, policy, data, devices, dict(
+            init=init, loss_fn=loss_fn, data=data, optimizer=optimizer, steps=steps,
+            batch_size=batch_size, eval_data=eval_data, eval_every=eval_every, devices=devices,
+            progress=progress, chunk_size=chunk_size, divergence_factor=divergence_factor,
+            divergence=divergence))
     plan = make_plan(loss_fn, data, optimizer, grid, steps=steps, batch_size=batch_size,
                      eval_data=eval_data, eval_every=eval_every, checkpoint=checkpoint,
                      progress=progress, chunk_size=chunk_size,
@@ -196,6 +211,28 @@ def sweep(
         state=(params, rest),
         assemble=fns.model.assemble,
     )
+
+
+def _in_blocks(member_block: Any, grid_: Any, checkpoint: Any, policy: Any, data: Any,
+               devices: Any, kwargs: dict) -> SweepResult:
+    """``sweep`` over blocks of members (``blocks.py``)."""
+    g = grid_ if isinstance(grid_, Grid) else grid(**grid_)
+    n_dev = len(Placement(devices).devices)
+    block = block_size(member_block, len(g), n_dev)
+    if policy is not None:
+        raise ValueError("member_block runs blocks one after another, so a policy that ranks "
+                         "members across the grid (prune=, policy=) cannot see them all: "
+                         "give one of them")
+    if not is_array_data(data):
+        raise ValueError("member_block needs data in memory (every block reads it from the "
+                         "start), got an iterable")
+    run = lambda **kw: sweep(**kwargs, **kw)
+    if block == "auto":
+        try:
+            return run(grid=g, checkpoint=checkpoint)
+        except SweepTooLarge as e:
+            block = fits_or_block(e, n_dev)
+    return run_blocks(run, g, block, checkpoint)
 
 
 def _one_policy(prune: Any, policy: Any) -> Policy | None:

@@ -58,6 +58,14 @@ def tree_bytes(tree: Any) -> int:
                for x in jax.tree.leaves(tree) if hasattr(x, "dtype"))
 
 
+class SweepTooLarge(MemoryError):
+    """A sweep that does not fit: ``fits`` is the largest member count that does."""
+
+    def __init__(self, message: str, fits: int):
+        super().__init__(message)
+        self.fits = fits
+
+
 def check_fits(need: int | None, free: int | None, rows: int, n_devices: int,
                shared: int) -> None:
     """Raise MemoryError when ``need`` bytes per device exceed ``free``; ``rows`` members run
@@ -68,9 +76,9 @@ def check_fits(need: int | None, free: int | None, rows: int, n_devices: int,
     per_member = max(1, (need - shared) / per_device)
     fits = max(0, math.floor((free - shared) / per_member)) * n_devices
     gib = 2.0**30
-    raise MemoryError(
+    raise SweepTooLarge(
         f"this sweep needs about {need / gib:.2f} GiB per device for {rows} members (XLA's "
         f"estimate of the compiled program, ~{per_member / 2**20:.1f} MiB per member), but "
-        f"the device has {free / gib:.2f} GiB free: at most ~{fits} members fit at once. Sweep "
-        "fewer members per call (split the grid, e.g. grid.select), lower batch_size or the "
-        "model's size, or add devices (devices=...)")
+        f"the device has {free / gib:.2f} GiB free: at most ~{fits} members fit at once. Run "
+        f"the members in blocks (member_block='auto', or member_block={max(1, fits)}), lower "
+        "batch_size or the model's size, or add devices (devices=...)", fits)
