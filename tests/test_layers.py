@@ -30,6 +30,7 @@ FACADES = {
     ("_sweep/result.py", "save"): "_records",
     ("_sweep/result.py", "plot"): "_plot",
     ("_sweep/result.py", "diagnose"): "_diagnose",
+    ("_sweep/result.py", "sensitivity"): "_diagnose",
     ("_finder/finder.py", "plot"): "_plot",
 }
 

@@ -4,8 +4,10 @@ Pure numpy over all curves at once (the rules are array expressions, no Python l
 only the per-member strings are built in Python. The rules and their thresholds are the module
 constants below, documented in :func:`diagnose` and measured by ``tests/test_diagnose.py``.
 
-Why one file of ~630 lines: the labels' rules share their curve statistics and the sweep
-context; half of the file is the documented rules and thresholds with their evidence.
+Why one file of ~800 lines: the labels' rules share their curve statistics and the sweep
+context; half of the file is the documented rules and thresholds with their evidence. The
+held-out side (``heldout.py``) and the LR sensitivity (``sensitivity.py``) are files of their
+own.
 """
 
 from __future__ import annotations
@@ -15,10 +17,14 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxlr._diagnose.heldout import held_out_features
+from jaxlr._diagnose.sensitivity import EDGE_EXTEND
 from jaxlr._optim import DIVERGENCE_FACTOR
 
 LABELS = ("diverged", "oscillating", "too_slow", "schedule_too_aggressive", "healthy")
 PRUNED = "pruned"  # a sweep member pruned before MIN_STEPS steps: too short to judge
+OVERFITTING = "overfitting"  # a sweep with eval data: held-out loss rising, training falling
+GRID_EDGE = "grid_edge"  # a sweep: its group's best setting is at the smallest / largest LR
 
 MIN_STEPS = 20  # shorter curves cannot show a trend: ValueError
 STILL_FALLING = 0.1  # too_slow alone: >= 10% of the decrease came in the second half
@@ -45,8 +51,10 @@ class Diagnosis(NamedTuple):
 
     Attributes:
         label: one of ``"diverged"``, ``"oscillating"``, ``"too_slow"``,
-            ``"schedule_too_aggressive"``, ``"healthy"`` (``"pruned"`` for a sweep member
-            that successive halving stopped before a trend could show).
+            ``"schedule_too_aggressive"``, ``"healthy"``; in a sweep (:func:`diagnose_sweep`)
+            also ``"overfitting"`` (eval data: held-out loss rising, training loss falling),
+            ``"grid_edge"`` (the group's best setting is at its smallest or largest LR) and
+            ``"pruned"`` (successive halving stopped it before a trend could show).
         reason: the evidence in the curve (and in the other runs of the sweep), in numbers.
         advice: what to change, with a number where possible (e.g. the LR to try).
         evidence: the numbers behind ``reason`` and ``advice``, name -> float or int (e.g.
@@ -147,7 +155,7 @@ def _curve_features(loss: np.ndarray) -> dict[str, np.ndarray]:
     return dict(loss0=loss0, diverged=diverged, diverged_at=diverged_at, start=start,
                 final=final, noise=noise, level=level, floor=floor, share=share, trend=trend, cv=cv,
                 rose=rose, ac=ac, rises=rises, window=np.full(m, last.shape[1] - 1),
-                amplitude=amplitude, e=e, shift=shift)
+                amplitude=amplitude, e=e, shift=shift, sigma=sigma, y=y)
 
 
 def _cut_features(e: np.ndarray, lr: np.ndarray, top: np.ndarray,
@@ -174,26 +182,40 @@ def _cut_features(e: np.ndarray, lr: np.ndarray, top: np.ndarray,
                 aggressive=has & (falling >= CUT_FALLING) & (stall < CUT_STALL))
 
 
-def _compare(f: dict, gid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """[M, M] masks: member j (same group, not diverged) reached a clearly / even slightly
-    lower level than member i."""
+def _start_scale(f: dict, gid: np.ndarray) -> np.ndarray:
+    """[M] S: the median first loss of each member's group."""
     group = gid[:, None] == gid[None, :]
-    top = np.nanmedian(np.where(group, f["loss0"][None, :], np.nan), axis=1)  # S of the group
-    li, lj = f["level"][:, None], f["level"][None, :]
-    gap = (li - lj) / np.maximum(top[:, None] - lj, 1e-300)
-    positive = (f["shift"][:, None] == 0) & (f["shift"][None, :] == 0)
+    return np.nanmedian(np.where(group, f["loss0"][None, :], np.nan), axis=1)
+
+
+def _compare(f: dict, gid: np.ndarray, held: dict | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """[M, M] masks: member j (same group, not diverged) reached a clearly / even slightly
+    lower level than member i (with ``held``: a lower held-out level of its setting)."""
+    group = gid[:, None] == gid[None, :]
+    top = _start_scale(f, gid)  # S of the group
+    if held is None:
+        level, pos, out = f["level"], f["shift"] == 0, f["diverged"]
+    else:  # NaN levels (no finite eval) compare as neither lower nor higher
+        level, pos, out = held["level"], held["positive"], f["diverged"] | held["excluded"]
+    li, lj = level[:, None], level[None, :]
+    with np.errstate(invalid="ignore"):
+        gap = (li - lj) / np.maximum(top[:, None] - lj, 1e-300)
+    positive = pos[:, None] & pos[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(positive & (lj > 0), li / np.where(lj > 0, lj, 1.0),
                          np.where(positive & (li > 0), np.inf, 1.0))
-    ok = group & ~np.eye(len(gid), dtype=bool) & ~f["diverged"][None, :]
+    ok = (group & ~np.eye(len(gid), dtype=bool) & ~out[None, :] & np.isfinite(li)
+          & np.isfinite(lj))
     small_gap, min_ratio = CLEAR_GAP_RATIO
-    clear = (gap >= CLEAR_GAP) | ((gap >= small_gap) & (ratio >= min_ratio))
-    better = (gap >= NO_BETTER[0]) | (ratio >= NO_BETTER[1])
+    with np.errstate(invalid="ignore"):
+        clear = (gap >= CLEAR_GAP) | ((gap >= small_gap) & (ratio >= min_ratio))
+        better = (gap >= NO_BETTER[0]) | (ratio >= NO_BETTER[1])
     return clear & ok, better & ok
 
 
 def _context(f: dict, value: np.ndarray, gid: np.ndarray, clear: np.ndarray,
-             better: np.ndarray) -> dict[str, np.ndarray]:
+             better: np.ndarray, level: np.ndarray) -> dict[str, np.ndarray]:
     """Per member: the lowest clearly-lower member with another LR (-1 if none), whether larger /
     smaller LRs were tried and did even slightly better, the largest smaller LR that did not
     diverge."""
@@ -204,9 +226,13 @@ def _context(f: dict, value: np.ndarray, gid: np.ndarray, clear: np.ndarray,
         smaller = same & (value[None, :] < value[:, None] * (1 - 1e-6))
     lower = clear & (larger | smaller)
     best = np.where(lower.any(axis=1),
-                    np.where(lower, f["level"][None, :], np.inf).argmin(axis=1), -1)
+                    np.where(lower, level[None, :], np.inf).argmin(axis=1), -1)
     safe = np.where(smaller & ~f["diverged"][None, :], value[None, :], -np.inf).max(axis=1)
-    return dict(best=best, has_larger=larger.any(axis=1), has_smaller=smaller.any(axis=1),
+    slightly = better & (larger | smaller)  # lower, but not clearly: named in a healthy advice
+    near = np.where(slightly.any(axis=1),
+                    np.where(slightly, level[None, :], np.inf).argmin(axis=1), -1)
+    return dict(best=best, near=near, has_larger=larger.any(axis=1),
+                has_smaller=smaller.any(axis=1),
                 larger_better=(better & larger).any(axis=1),
                 smaller_better=(better & smaller).any(axis=1),
                 safe_lr=np.where(np.isfinite(safe), safe, np.nan))
@@ -240,7 +266,8 @@ def _lr_independent(f: dict, value: np.ndarray, gid: np.ndarray) -> dict[str, np
                 lr_hi=np.where(spans, hi, np.nan))
 
 
-def _labels(f: dict, cut: dict, ctx: dict, twin: np.ndarray, value: np.ndarray):
+def _labels(f: dict, cut: dict, ctx: dict, twin: np.ndarray, value: np.ndarray,
+            overfit: np.ndarray):
     """The label of every member, and the curve-alone verdicts the texts explain."""
     drop = f["start"] - f["final"]
     stuck = drop <= np.maximum(STUCK * np.abs(f["start"]), NOISE_SE * f["noise"])
@@ -255,14 +282,17 @@ def _labels(f: dict, cut: dict, ctx: dict, twin: np.ndarray, value: np.ndarray):
     too_high = (found & (best_lr < value)) | (
         osc & ~found & (~ctx["has_smaller"] | ctx["smaller_better"]))
     label = np.select(
-        [f["diverged"], cut["aggressive"] | (twin >= 0), too_high, too_slow],
-        ["diverged", "schedule_too_aggressive", "oscillating", "too_slow"], "healthy")
+        [f["diverged"], cut["aggressive"] | (twin >= 0), overfit, too_high, too_slow],
+        ["diverged", "schedule_too_aggressive", OVERFITTING, "oscillating", "too_slow"],
+        "healthy")
     return label, stuck, slow, osc
 
 
 def _diagnose_arrays(loss: np.ndarray, value: np.ndarray, curve: np.ndarray | None,
-                     gid: np.ndarray, diverged_at: np.ndarray | None = None) -> list[Diagnosis]:
-    """The rules of :func:`diagnose` on validated arrays."""
+                     gid: np.ndarray, diverged_at: np.ndarray | None = None,
+                     evals: tuple | None = None) -> list[Diagnosis]:
+    """The rules of :func:`diagnose` on validated arrays (``evals``: the held-out curves
+    [M, E], their steps [E] and the members' setting ids [M], for :func:`diagnose_sweep`)."""
     m, _ = loss.shape
     f = _curve_features(loss)
     if diverged_at is not None:  # a sweep's own quarantine record
@@ -277,22 +307,28 @@ def _diagnose_arrays(loss: np.ndarray, value: np.ndarray, curve: np.ndarray | No
         cut = dict(has_cut=np.zeros(m, bool), cut_step=np.full(m, -1), cut_factor=np.ones(m),
                    window=np.zeros(m, int), pre_drop=np.zeros(m), stall=np.full(m, np.inf),
                    aggressive=np.zeros(m, bool))
-    clear, better = _compare(f, gid)
-    ctx = _context(f, value, gid, clear, better)
+    held = None
+    if evals is not None:
+        held = held_out_features(f, *evals, scale=_start_scale(f, gid))
+    clear, better = _compare(f, gid, held)
+    ctx = _context(f, value, gid, clear, better, f["level"] if held is None else held["level"])
     ctx.update(_lr_independent(f, value, gid))
     twin = _schedule_context(cut, value, clear)
-    label, stuck, slow, osc = _labels(f, cut, ctx, twin, value)
-    return [_explain(i, str(label[i]), f, cut, ctx, twin, value, stuck, slow, osc, loss)
+    overfit = np.zeros(m, bool) if held is None else held["overfit"]
+    label, stuck, slow, osc = _labels(f, cut, ctx, twin, value, overfit)
+    return [_explain(i, str(label[i]), f, cut, ctx, twin, value, stuck, slow, osc, loss, held)
             for i in range(m)]
 
 
 def _explain(i: int, label: str, f: dict, cut: dict, ctx: dict, twin: np.ndarray,
              value: np.ndarray, stuck: np.ndarray, slow: np.ndarray, osc: np.ndarray,
-             loss: np.ndarray) -> Diagnosis:
+             loss: np.ndarray, held: dict | None = None) -> Diagnosis:
     """Reason, advice and evidence of member ``i``."""
     lr = float(value[i])
     has_lr = bool(np.isfinite(lr))
     start, level = float(f["start"][i]), float(f["level"][i])
+    by = f["level"] if held is None else held["level"]  # what the context compares
+    what = "" if held is None else "mean held-out loss "
     ev: dict[str, Any] = {
         "lr": lr, "start": start, "final": float(f["final"][i]), "level": level,
         "floor": float(f["floor"][i]), "second_half_share": float(f["share"][i]),
@@ -301,17 +337,24 @@ def _explain(i: int, label: str, f: dict, cut: dict, ctx: dict, twin: np.ndarray
         "rises": int(f["rises"][i]), "window": int(f["window"][i]),
         "amplitude": float(f["amplitude"][i]), "diverged_at": int(f["diverged_at"][i]),
     }
+    if held is not None:
+        ev.update(heldout_level=float(held["level"][i]), heldout_final=float(held["own"][i]),
+                  heldout_min=float(held["heldout_min"][i]),
+                  heldout_min_step=int(held["heldout_min_step"][i]),
+                  heldout_rise=float(held["heldout_rise"][i]),
+                  train_at_heldout_min=float(held["train_at_min"][i]))
     j = int(ctx["best"][i])
     if j >= 0:
-        ev.update(context_member=j, context_lr=float(value[j]),
-                  context_level=float(f["level"][j]))
+        ev.update(context_member=j, context_lr=float(value[j]), context_level=float(by[j]))
     if cut["has_cut"][i]:
         ev.update(cut_step=int(cut["cut_step"][i]), cut_factor=float(cut["cut_factor"][i]),
                   pre_cut_drop=float(cut["pre_drop"][i]), post_cut_stall=float(cut["stall"][i]))
     bumps = (f"the loss rose {f['rises'][i]} times in the last {f['window'][i]} steps, "
              f"amplitude {_fmt(f['amplitude'][i])}x mean")
-    compared = (f"{_fmt(float(value[j]))} reached {_fmt(float(f['level'][j]))} vs {_fmt(level)}"
-                if j >= 0 else "")
+    compared = (f"{_fmt(float(value[j]))} reached {what}{_fmt(float(by[j]))} vs "
+                f"{_fmt(float(by[i]))}" if j >= 0 else "")
+    better = ("did better" if held is None else
+              "reached a noticeably lower held-out loss (>= 1% of the range or 1.25x)")
     if label == "diverged":
         d = int(f["diverged_at"][i])
         if 0 <= d < loss.shape[1] and np.isfinite(loss[i, d]):
@@ -347,11 +390,29 @@ def _explain(i: int, label: str, f: dict, cut: dict, ctx: dict, twin: np.ndarray
             ck = int(cut["cut_step"][k])
             how = "without the cut" if ck < 0 else f"cut at step {ck}"
             reason += (f"; member {k} at LR {_fmt(float(value[k]))} {how} reached "
-                       f"{_fmt(float(f['level'][k]))} vs {_fmt(level)}")
-            ev.update(schedule_member=k, schedule_level=float(f["level"][k]))
+                       f"{what}{_fmt(float(by[k]))} vs {_fmt(float(by[i]))}")
+            ev.update(schedule_member=k, schedule_level=float(by[k]))
         gentler = 0.5 if fac >= 0.05 else float(np.sqrt(max(fac, 0.0)))
         advice = (f"decay later (the loss was still falling at step {c}) or by {_fmt(gentler)} "
                   f"instead of {_fmt(fac)}")
+    elif label == OVERFITTING:
+        h_min, at = float(held["heldout_min"][i]), int(held["heldout_min_step"][i])
+        reason = (f"the held-out loss rose from {_fmt(h_min)} at step {at} to "
+                  f"{_fmt(float(held['own'][i]))} at the end ({_pct(held['heldout_rise'][i])} "
+                  f"higher) while the training loss kept falling "
+                  f"({_fmt(float(held['train_at_min'][i]))} -> {_fmt(float(f['final'][i]))})")
+        stop = (f"stop earlier (the held-out loss was lowest at step {at}: early stopping on "
+                f"the eval loss) or regularise (weight decay, dropout, more data)")
+        if j >= 0 and float(value[j]) < lr:
+            advice = (f"lower the LR ~{_fmt(lr / float(value[j]))}x, to "
+                      f"{_fmt(float(value[j]))} (it reached {what}{_fmt(float(by[j]))} vs "
+                      f"{_fmt(float(by[i]))} here), {stop}")
+        elif j >= 0:
+            advice = f"{stop}; the grid point {compared} here"
+        elif ctx["has_smaller"][i]:
+            advice = f"{stop}; keep the LR: no smaller LR reached a lower held-out loss"
+        else:
+            advice = f"{stop}, or try a smaller LR (none was tried)"
     elif label == "oscillating":
         if j >= 0:
             reason = f"a smaller LR {compared} here"
@@ -376,16 +437,21 @@ def _explain(i: int, label: str, f: dict, cut: dict, ctx: dict, twin: np.ndarray
                       "raise the LR ~3x (or train longer)")
     elif slow[i]:
         reason = (f"the loss fell from {_fmt(start)} to {_fmt(level)} and is still falling "
-                  f"({_pct(f['share'][i])} of it in the second half), but no larger LR did "
-                  f"better")
+                  f"({_pct(f['share'][i])} of it in the second half), but no larger LR "
+                  f"{better}")
         advice = "keep the LR and train longer"
     elif osc[i]:
-        reason = f"{bumps}, but no smaller LR did better"
+        reason = f"{bumps}, but no smaller LR {better}"
         advice = "keep the LR (to smooth the loss: larger batches)"
     else:
         reason = (f"the loss fell from {_fmt(start)} to {_fmt(level)} and levelled off "
                   f"({_pct(f['share'][i])} of the decrease in the second half)")
         advice = "keep the LR"
+    k = int(ctx["near"][i])
+    if label == "healthy" and held is not None and k >= 0:
+        advice += (f"; {_fmt(float(value[k]))} reached {what}{_fmt(float(by[k]))} vs "
+                   f"{_fmt(float(by[i]))} here: lower, but not clearly")
+        ev.update(near_member=k, near_lr=float(value[k]), near_level=float(by[k]))
     return Diagnosis(label, reason, advice, ev)
 
 
@@ -550,7 +616,7 @@ def diagnose(losses: Any, lrs: Any = None, *, groups: Any = None) -> Diagnosis |
 
 
 def diagnose_sweep(result: Any) -> list[Diagnosis]:
-    """Diagnose every member of a sweep, using the other members as context.
+    r"""Diagnose every member of a sweep, using the other members as context.
 
     The engine of ``SweepResult.diagnose()``: :func:`diagnose` on ``result.loss`` with
     - the LR of a member: ``result.hparams["lr"]`` when the grid has an ``lr`` axis, else the
@@ -560,16 +626,52 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
       LR sweep (seeds are pooled: a clear gap must hold whatever the seed);
     - ``result.diverged_at``: members the sweep quarantined are ``diverged``;
     - ``result.pruned_at``: a member that successive halving stopped at a rung is judged on
-      the steps before it, with every member as context (its reason says so; when that is
-      fewer than 20 steps its label is ``"pruned"``: too short to judge); the survivors are
-      judged among themselves;
+      the steps before it (and the evaluations up to it), with every member as context (its
+      reason says so; when that is fewer than 20 steps its label is ``"pruned"``: too short to
+      judge); the survivors are judged among themselves;
     - after population-based training (``result.copied()``: slots changed LR and ancestry
       along the run, so no two slots form an LR sweep) each slot is judged alone, on its own
-      curve, by the within-curve rules.
+      curves, by the within-curve rules (and ``overfitting``).
+
+    **With eval data** (``result.eval`` [M, E] at ``result.eval_steps``) the context answers
+    the recommendation's question, which LR generalises best:
+
+    - a member's *held-out level* is the mean final eval loss (``eval[:, -1]``) of its setting
+      (its hyperparameters but the seed) over the seeds that did not diverge. The context rules
+      of :func:`diagnose` compare these levels instead of the training levels: *clearly lower*
+      (:math:`h_i - h_j \ge 0.05\,(S - h_j)`, or :math:`\ge 0.01\,(S - h_j)` and
+      :math:`h_i \ge 1.5\,h_j` when both are >= 0; S the group's median first training loss)
+      for ``too_slow``, ``oscillating`` and the schedule twin, *even slightly lower* (1% of
+      the range or 1.25x) to overrule a curve's look. A setting with a diverged seed or a
+      non-finite final eval is never the better one (``best(over="seed")`` never recommends
+      it). So the members of the recommended setting are never told to move toward another LR
+      of the grid: no other setting has a lower mean held-out loss.
+    - the training loss still decides ``diverged`` and the within-curve rules (still falling,
+      stuck, spiky), whose verdicts the held-out levels overrule as above.
+    - ``overfitting`` (after rules 1-2 of :func:`diagnose`, before 3): with E >= 2
+      evaluations, :math:`h_{min}` the lowest at step :math:`s_{min}` before the last one and
+      :math:`h_E` the last, the held-out loss rose,
+      :math:`h_E - h_{min} \ge \max(0.1\,|h_{min}|,\ 0.01\,(S - h_{min}))`, while the
+      training loss kept falling: the mean of the max(2, T/10) steps before :math:`s_{min}`
+      minus *final* (the mean of the last 10%) is >= max(0.01 x that mean, 2 standard
+      errors), :math:`SE = \sigma\sqrt{1/n_1 + 1/n_2}`, :math:`\sigma` from the last 10%'s
+      step-to-step differences. Advice: the clearly better smaller LR when there is one, stop
+      earlier (at :math:`s_{min}`) or regularise.
+    - a ``healthy`` member's advice names a setting that was lower, but not clearly.
+
+    **grid_edge** (not after population-based training): the best setting of each group,
+    the lowest mean over seeds of the recommendation's metric (the final eval loss with eval
+    data, else the final training loss, the mean of the last 10% of steps; a diverged seed
+    counts inf, as :meth:`SweepResult.best` with ``over="seed"``), when its LR is the smallest
+    or largest of the group's >= 2 LRs: its members labelled ``healthy``, ``too_slow`` or
+    ``oscillating`` become ``grid_edge`` (the earlier reason kept), advised to extend the grid
+    a decade beyond the edge (to 10x the largest, 1/10 the smallest LR tried); an
+    ``overfitting`` or ``schedule_too_aggressive`` member of it keeps its label, with that
+    advice added. Evidence: ``grid_edge`` (+1 largest, -1 smallest), ``extend_to``.
 
     Args:
         result: a :class:`SweepResult` (``loss``, ``lr`` [M, steps], ``hparams``,
-            ``diverged_at``).
+            ``diverged_at``; ``eval`` [M, E] and ``eval_steps`` [E] when evaluated).
 
     Returns:
         A list of M :class:`Diagnosis`, in member order.
@@ -586,8 +688,27 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
         >>> [d.label for d in diagnose_sweep(res)]
         ['too_slow', 'healthy', 'diverged']
 
+        With eval data, LR 1.0 reaches the lowest training loss and the worst held-out loss:
+
+        >>> loss = np.stack([0.995 ** t, 0.97 ** t, 0.9 ** t])
+        >>> res = jaxlr.SweepResult(
+        ...     grid=jaxlr.grid(lr=[0.01, 0.1, 1.0]), loss=loss, lr=np.full(loss.shape, np.nan),
+        ...     eval=np.array([[0.8, 0.7], [0.3, 0.2], [0.25, 0.5]]), eval_aux={},
+        ...     eval_steps=np.array([50, 100]), diverged=np.zeros(3, bool),
+        ...     diverged_at=np.full(3, -1))
+        >>> [d.label for d in diagnose_sweep(res)]
+        ['too_slow', 'healthy', 'overfitting']
+        >>> print(diagnose_sweep(res)[2].advice)
+        lower the LR ~10x, to 0.1 (it reached mean held-out loss 0.2 vs 0.5 here), stop earlier
+        (the held-out loss was lowest at step 50: early stopping on the eval loss) or
+        regularise (weight decay, dropout, more data)
+
     References:
-        See :func:`diagnose`.
+        See :func:`diagnose`. Overfitting and early stopping on held-out data: Goodfellow,
+        Bengio & Courville, Deep Learning (2016), ch. 7.8,
+        https://www.deeplearningbook.org/contents/regularization.html . The best setting at
+        the grid's edge: the Deep Learning Tuning Playbook,
+        https://github.com/google-research/tuning_playbook
     """
     loss = np.asarray(result.loss, dtype=np.float64)
     m = loss.shape[0] if loss.ndim == 2 else 0
@@ -601,11 +722,19 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
     if "lr" in hp:
         value = hp["lr"].astype(np.float64)
     div_at = None if result.diverged_at is None else np.asarray(result.diverged_at).reshape(m)
+    ids: dict[tuple, int] = {}  # a setting: every hyperparameter but the seed
+    setting = np.asarray([ids.setdefault(tuple(hp[k][i].item() for k in hp if k != "seed"),
+                                         len(ids)) for i in range(m)], dtype=np.int64)
+    held, held_steps = _eval_curves(result, m)
     if getattr(result, "copied", lambda: False)():  # population-based: slots change LR
-        return _diagnose_arrays(loss, value, curve, np.arange(m), div_at)
+        alone = np.arange(m)
+        return _diagnose_arrays(loss, value, curve, alone, div_at,
+                                None if held is None else (held, held_steps, alone))
     pruned_at = np.asarray(getattr(result, "pruned_at", np.full(m, -1))).reshape(m)
     if not (pruned_at >= 0).any():
-        return _diagnose_arrays(loss, value, curve, gid, div_at)
+        out = _diagnose_arrays(loss, value, curve, gid, div_at,
+                               None if held is None else (held, held_steps, setting))
+        return _grid_edges(out, result, held, value, gid, setting)
     # successive halving: the survivors are judged among themselves on the whole run; the
     # members pruned at a rung are judged with every member, on the steps before that rung
     out: list[Diagnosis | None] = [None] * m
@@ -621,14 +750,104 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
                     f"use min_steps >= {MIN_STEPS} to diagnose pruned members",
                     {"pruned_at": int(rung)})
             continue
+        evals = None
+        if held is not None:
+            cols = held_steps <= rung if rung >= 0 else np.ones(held_steps.shape, bool)
+            if cols.any():
+                evals = (held[sel][:, cols], held_steps[cols], setting[sel])
         found = _diagnose_arrays(loss[sel, span], value[sel],
                                  None if curve is None else curve[sel, span], gid[sel],
                                  None if div_at is None else np.where(
                                      (div_at >= 0) & (div_at < loss[:, span].shape[1]), div_at,
-                                     -1)[sel])
+                                     -1)[sel], evals)
         for i, d in zip(np.flatnonzero(sel), found):
             if pruned_at[i] == rung:
                 out[i] = d if rung < 0 else d._replace(
                     reason=f"pruned at step {rung} by successive halving; until then {d.reason}",
                     evidence={**d.evidence, "pruned_at": int(rung)})
-    return out
+    return _grid_edges(out, result, held, value, gid, setting)
+
+
+def _eval_curves(result: Any, m: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """The held-out curves [M, E] and their steps [E] of a result (None without eval data)."""
+    held = getattr(result, "eval", None)
+    if held is None:
+        return None, np.zeros(0, np.int64)
+    held = np.asarray(held, np.float64)
+    if held.ndim != 2 or held.shape[0] != m or held.shape[1] < 1:
+        return None, np.zeros(0, np.int64)
+    steps = getattr(result, "eval_steps", None)
+    steps = (np.asarray(steps, np.int64).reshape(-1) if steps is not None else np.zeros(0))
+    if steps.shape != (held.shape[1],):  # unknown steps: the evaluations at the end
+        steps = np.full(held.shape[1], np.asarray(result.loss).shape[1], np.int64)
+    return held, steps
+
+
+def _grid_edges(out: list[Diagnosis], result: Any, held: np.ndarray | None, value: np.ndarray,
+                gid: np.ndarray, setting: np.ndarray) -> list[Diagnosis]:
+    """Rule ``grid_edge``: the members of each group's best setting (by the recommendation's
+    metric, :meth:`SweepResult.best` with ``over="seed"``) when that setting's LR is the
+    smallest or largest of its group (of >= 2 LRs)."""
+    score = _recommendation_score(result, held)
+    m = len(out)
+    order = list(dict.fromkeys(setting.tolist()))  # settings in grid order
+    mean = {s: float(np.mean(score[setting == s])) for s in order}
+    for g in np.unique(gid):
+        in_group = gid == g
+        lrs = value[in_group & np.isfinite(value)]
+        if lrs.size == 0 or lrs.max() <= lrs.min() * (1 + 1e-6):
+            continue
+        group_settings = [s for s in order if (in_group & (setting == s)).any()]
+        means = [mean[s] for s in group_settings]
+        if not np.isfinite(means).any():
+            continue
+        best = group_settings[int(np.argmin(means))]
+        lr = float(value[np.flatnonzero(setting == best)[0]])
+        if not np.isfinite(lr):
+            continue
+        edge = 1 if lr >= lrs.max() * (1 - 1e-6) else -1 if lr <= lrs.min() * (1 + 1e-6) else 0
+        if edge == 0:
+            continue
+        members = np.flatnonzero(setting == best)
+        for i in members:
+            out[i] = _edge_diagnosis(out[i], edge, lr, float(np.min(means)), len(members),
+                                     held is not None)
+    return out[:m]
+
+
+def _recommendation_score(result: Any, held: np.ndarray | None) -> np.ndarray:
+    """[M] the metric the recommendation ranks by (lower is better): the final eval loss with
+    eval data, else the final training loss (mean of the finite values of the last 10% of
+    steps); inf for diverged members and non-finite values (as :meth:`SweepResult.best`)."""
+    loss = np.asarray(result.loss, np.float64)
+    if held is not None:
+        score = held[:, -1]
+    else:
+        last = loss[:, -max(1, loss.shape[1] // 10):]
+        finite = np.isfinite(last)
+        score = np.where(finite.any(axis=1), np.where(finite, last, 0.0).sum(axis=1)
+                         / np.maximum(finite.sum(axis=1), 1), np.inf)
+    diverged = np.asarray(getattr(result, "diverged", np.zeros(len(loss), bool)), bool)
+    return np.where(diverged.reshape(-1) | ~np.isfinite(score), np.inf, score)
+
+
+def _edge_diagnosis(d: Diagnosis, edge: int, lr: float, best: float, seeds: int,
+                    held: bool) -> Diagnosis:
+    """``d`` of a member of a best setting at the grid's edge: relabelled ``grid_edge`` when
+    it was healthy, too slow or oscillating; other labels keep theirs, with the edge added."""
+    if d is None or d.label in ("diverged", PRUNED):
+        return d
+    side, beyond = ("largest", "above") if edge > 0 else ("smallest", "below")
+    target = lr * EDGE_EXTEND if edge > 0 else lr / EDGE_EXTEND
+    extend = (f"extend the grid {'to' if edge > 0 else 'down to'} ~{_fmt(target)}: the best LR "
+              f"may lie {beyond} {_fmt(lr)}")
+    evidence = {**d.evidence, "grid_edge": edge, "extend_to": target, "group_best": best}
+    if d.label not in ("healthy", "too_slow", "oscillating"):
+        return d._replace(advice=f"{d.advice}; {extend}", evidence=evidence)
+    metric = "held-out" if held else "final training"
+    over = f" over {seeds} seeds" if seeds > 1 else ""
+    reason = (f"best at the {side} LR tried, {_fmt(lr)}: the lowest mean {metric} loss of its "
+              f"group ({_fmt(best)}{over})")
+    if d.label != "healthy":
+        reason += f"; {d.reason}"
+    return Diagnosis(GRID_EDGE, reason, extend, evidence)

@@ -392,6 +392,88 @@ def _metric_panel(mpl: Any, ax: Any, result: Any, by: str, mode: str, name: str 
         ax.legend(fontsize=9, loc="upper center" if mode == "min" else "lower center")
 
 
+def plot_sensitivity(result: Any, *, by: str | None = None, within: float = 0.1,
+                     level: float = 0.9, path: Any = None) -> Any:
+    r"""Plot a sweep's LR sensitivity: loss vs LR with the basin, the divergence boundary and
+    the best LR's bootstrap interval, one series per setting of the other grid axes.
+
+    Drawn on one log-x axes, from :meth:`SweepResult.sensitivity` (``by``, ``within``,
+    ``level``), per setting (colour ``C0``, ``C1``, ...):
+
+    - the curve the sensitivity statistic averages, :math:`\min(\ell, \ell_0)` (mean over
+      seeds, a diverged seed at :math:`\ell_0`), vs LR: a line with markers (gid ``loss``);
+    - :math:`\ell_0`, the loss at initialization: a dashed horizontal line (gid ``loss0``);
+    - the basin (LRs whose mean loss is within ``within`` of the best): a shaded span from its
+      lowest to its highest LR (gid ``basin``);
+    - the best LR (``best(over="seed")``'s): a gold star at its mean loss (gid ``best``), and
+      the bootstrap interval over seeds of the best LR: a thick horizontal segment through it
+      (gid ``interval``; absent with one seed);
+    - the divergence boundary (the smallest LR at which a seed diverged): a red dotted
+      vertical line (gid ``boundary``).
+
+    The legend gives each setting's sensitivity and basin width; the title the metric.
+
+    Args:
+        result: a :class:`jaxlr.SweepResult` with an ``lr`` axis.
+        by: "eval" (default with eval data) or "loss".
+        within: the basin's relative tolerance.
+        level: the bootstrap interval's nominal coverage.
+        path: where to save a PNG (dpi 120); None saves nothing.
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+
+    Example:
+        >>> res = jaxlr.sweep(init, loss_fn, data, lambda hp: jaxlr.adam(hp["lr"]),
+        ...                   jaxlr.grid(lr=jnp.logspace(-4, 0, 9), seed=3),
+        ...                   steps=500, batch_size=64)  # doctest: +SKIP
+        >>> fig = plot_sensitivity(res, path="sensitivity.png")  # doctest: +SKIP
+
+    References:
+        M. Wortsman et al. 2023, §2.2 (LR vs loss curves, LR sensitivity):
+        https://arxiv.org/abs/2309.14322 ; matplotlib's ``axvspan``:
+        https://matplotlib.org/stable/api/_as_gen/matplotlib.axes.Axes.axvspan.html
+    """
+    mpl = _pyplot()
+    found = result.sensitivity(by=by, within=within, level=level)
+    fig = mpl.figure.Figure(figsize=(8.0, 5.0), layout="constrained")
+    ax = fig.add_subplot()
+    for g, s in enumerate(found):
+        colour = f"C{g % 10}"
+        name = ", ".join(f"{k}={_fmt(v)}" for k, v in s.setting.items())
+        sens = "n/a" if not np.isfinite(s.sensitivity) else f"{s.sensitivity:.3g}"
+        width = "" if not np.isfinite(s.basin_decades) else (
+            f", basin {s.basin_decades:.2g} decades")
+        ax.plot(s.lrs, s.loss, marker="o", ms=5, lw=1.6, color=colour, gid="loss",
+                label=f"{name + ': ' if name else ''}sensitivity {sens}{width}")
+        if np.isfinite(s.loss0):
+            ax.axhline(s.loss0, color=colour, ls="--", lw=1.0, alpha=0.7, gid="loss0",
+                       label="loss at initialization" if g == 0 else "_loss0")
+        if np.isfinite(s.basin[0]):
+            ax.axvspan(s.basin[0], s.basin[1], color=colour, alpha=0.15, lw=0, gid="basin",
+                       label=(f"basin (within {100 * within:.0f}% of the best)" if g == 0
+                              else "_basin"))
+        if np.isfinite(s.best_lr):
+            if np.isfinite(s.interval[0]):
+                ax.plot(list(s.interval), [s.best_loss] * 2, color=colour, lw=4, alpha=0.6,
+                        solid_capstyle="butt", gid="interval",
+                        label=(f"best LR, {100 * level:.0f}% bootstrap over seeds" if g == 0
+                               else "_interval"))
+            ax.plot([s.best_lr], [s.best_loss], ls="none", marker="*", ms=16, color="gold",
+                    mec="black", zorder=6, gid="best", label="_best")
+        if np.isfinite(s.boundary):
+            ax.axvline(s.boundary, color=_DIVERGED, ls=":", lw=2, gid="boundary",
+                       label="diverges from here" if g == 0 else "_boundary")
+    ax.set_xscale("log")
+    metric = found[0].by if found else (by or "loss")
+    ax.set(xlabel="learning rate (log scale)",
+           ylabel=f"min({_metric_label(metric)}, loss at init), mean over seeds",
+           title=f"LR sensitivity of the final {metric} (Wortsman et al. 2023)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return _finish(fig, path)
+
+
 def plot_finder(result: Any, *, path: Any = None) -> Any:
     """Plot an LR range test: smoothed loss vs learning rate, seed spread, and suggestions.
 

@@ -9,8 +9,10 @@ result files alone) holds:
 - ``results.npz`` (a sweep): ``loss``, ``lr`` [M, steps], ``eval`` [M, E], ``eval_<metric>``
   [M, E], ``eval_steps`` [E], ``diverged``, ``diverged_at``, ``pruned_at`` [M], ``hp_<name>``
   [M] (the grid's columns, in the order of ``hparam_names``); or ``finder.npz`` (an LR range test);
-- ``summary.json``: the table rows (mean ± std over seeds), the recommended setting, each
-  member's diagnosis, and a SHA-256 of the result arrays (equal digests = equal arrays);
+- ``summary.json``: the table rows (mean ± std over seeds), the recommended setting (with
+  the grid edge it sits on, if any, and what ``result.best()`` without ``over="seed"`` would
+  pick), the LR sensitivity of each LR sweep, each member's diagnosis, and a SHA-256 of the
+  result arrays (equal digests = equal arrays);
 - ``sweep.png`` / ``finder.png`` (with matplotlib) and ``checkpoints/`` (the sweep's).
 
 Files are written to a temporary name and renamed into place, so a killed run never leaves a
@@ -51,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxlr._diagnose import lr_sensitivity
 from jaxlr._sweep import Grid, SweepResult, final_state
 
 CONFIG = "config.json"
@@ -262,11 +265,48 @@ def _hp_value(v: Any) -> Any:
 
 
 def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dict[str, Any]:
-    """The sweep's summary: one row per setting (mean ± std over seeds of each final metric,
-    diverged seeds left out), the recommended setting and the diagnosis of every member.
+    """The sweep's summary: one row per setting, the recommended setting, its LR sensitivity
+    and the diagnosis of every member.
 
-    The recommendation is ``result.best(by, over="seed")`` with ``by="eval"`` when the sweep
-    was evaluated (else the final training loss): the lowest mean over seeds.
+    - ``rows``: one per setting, the mean ± std over seeds of each final metric (diverged seeds
+      left out), the members' diagnosis labels.
+    - ``recommended``: ``result.best(by, over="seed")`` with ``by="eval"`` when the sweep was
+      evaluated (else the final training loss): the lowest mean over seeds, a setting with a
+      diverged seed never the best. ``result.best()`` without ``over="seed"`` ranks single
+      members instead (the luckiest seed): ``recommended["best_member"]`` is what it returns,
+      so the two can be told apart. ``recommended["grid_edge"]``: when the recommended LR is the
+      smallest or largest of its LR sweep (of >= 2 LRs), the edge and the LR a decade beyond it
+      (``extend_to``), else None.
+    - ``sensitivity``: :meth:`SweepResult.sensitivity` (by the same metric) per setting of the
+      other axes, as plain lists and numbers (NaN as None); None without an LR axis or after
+      population-based training.
+
+    Args:
+        result: a :class:`jaxlr.SweepResult`.
+        diagnosis: the members' :class:`jaxlr.Diagnosis` list, None for none, or "auto" to run
+            :meth:`SweepResult.diagnose` (None when the curves are too short to judge).
+
+    Returns:
+        A dict (numpy values and NaN inside; :func:`plain` makes it JSON-safe).
+
+    Example:
+        >>> import jax.numpy as jnp, jaxlr
+        >>> from jaxlr._records import summarize, format_recommendation
+        >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+        >>> res = jaxlr.sweep(lambda k: jnp.zeros(1), lambda w, b: jnp.mean(
+        ...     (b[0] @ w - 2.0 * b[0][:, 0]) ** 2), (x,), lambda hp: jaxlr.sgd(hp["lr"]),
+        ...     jaxlr.grid(lr=[0.001, 0.01, 0.1], seed=2), steps=30, batch_size=8,
+        ...     progress=False)
+        >>> s = summarize(res)
+        >>> s["recommended"]["hparams"], s["recommended"]["grid_edge"]["extend_to"]
+        ({'lr': 0.1}, 1.0)
+        >>> print(format_recommendation(s).splitlines()[1])
+          grid edge: best at the largest LR tried, 0.1: extend the grid to ~1
+
+    References:
+        The Deep Learning Tuning Playbook (the best trial not at the search space's boundary):
+        https://github.com/google-research/tuning_playbook ; M. Wortsman et al. 2023, §2.2
+        (LR sensitivity): https://arxiv.org/abs/2309.14322
     """
     if isinstance(diagnosis, str):
         diagnosis = diagnoses(result)
@@ -306,6 +346,7 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
             "labels": row_labels,
             "best": best is not None and best.index in idx,
         })
+    sensitivity = None if copied else _sensitivity(result, by)
     recommended = None
     if best is not None:
         row = next(r for r in rows if r["best"])
@@ -319,7 +360,14 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
                        "lineage": ([seg._asdict() for seg in result.lineage(best.index)]
                                    if copied else None),
                        "diagnosis": (_diagnosis_dict(diagnosis[best.index])
-                                     if diagnosis is not None else None)}
+                                     if diagnosis is not None else None),
+                       "ranking": ("mean over seeds" if over == "seed" else "single member"),
+                       "best_member": _best_member(result, by) if over == "seed" else None,
+                       "grid_edge": None, "sensitivity": None}
+        group = _group_of(result, best.index, sensitivity)
+        if group is not None:
+            recommended["sensitivity"] = group
+            recommended["grid_edge"] = _grid_edge(result, best.index, group)
     return {
         "members": len(result),
         "steps": int(result.loss.shape[1]),
@@ -333,6 +381,7 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
         "pruned": int(pruned.sum()),
         "label_counts": dict(Counter(labels)) if labels else {},
         "copied": copied,  # population-based: rows are the settings the slots started from
+        "sensitivity": sensitivity,
         "diagnosis": ([_diagnosis_dict(d) for d in diagnosis] if diagnosis is not None
                       else None),
     }
@@ -340,6 +389,51 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
 
 def _diagnosis_dict(d: Any) -> dict[str, str]:
     return {"label": d.label, "reason": d.reason, "advice": d.advice}
+
+
+def _sensitivity(result: SweepResult, by: str) -> list[dict] | None:
+    """:meth:`SweepResult.sensitivity` as JSON-safe dicts (None without an LR axis)."""
+    try:
+        found = lr_sensitivity(result, by=by)
+    except ValueError:  # no LR axis
+        return None
+    return [plain(s._asdict()) for s in found]
+
+
+def _lr_name(result: SweepResult) -> str | None:
+    return next((k for k in ("lr", "learning_rate") if k in result.hparams), None)
+
+
+def _group_of(result: SweepResult, i: int, sensitivity: list[dict] | None) -> dict | None:
+    """The sensitivity entry of member ``i``'s LR sweep (its other axes' values)."""
+    name = _lr_name(result)
+    if sensitivity is None or name is None:
+        return None
+    key = {k: _hp_value(v[i]) for k, v in result.hparams.items() if k not in (name, "seed")}
+    return next((g for g in sensitivity if g["setting"] == key), None)
+
+
+def _grid_edge(result: SweepResult, i: int, group: dict) -> dict | None:
+    """``{"edge": "largest"|"smallest", "lr", "extend_to"}`` when member ``i``'s LR, the
+    best of its LR sweep, is its largest / smallest (of >= 2 LRs), else None."""
+    lr = float(_hp_value(result.hparams[_lr_name(result)][i]))
+    if not group["edge"] or group["best_lr"] is None or not math.isclose(
+            group["best_lr"], lr, rel_tol=1e-6):
+        return None
+    return {"edge": "largest" if group["edge"] > 0 else "smallest", "lr": lr,
+            "extend_to": group["extend_to"]}
+
+
+def _best_member(result: SweepResult, by: str) -> dict | None:
+    """What ``result.best(by)`` (no ``over``) returns: the single best member."""
+    try:
+        b = result.best(by=by)
+    except ValueError:
+        return None
+    seed = result.hparams["seed"][b.index].item() if "seed" in result.hparams else None
+    return {"member": b.index, "hparams": {k: _hp_value(result.hparams[k][b.index])
+                                           for k in result.hparams if k != "seed"},
+            "seed": seed, "value": b.value}
 
 
 def _num(v: Any) -> str:
@@ -379,7 +473,10 @@ def format_table(summary: dict[str, Any]) -> str:
 
 
 def format_recommendation(summary: dict[str, Any]) -> str:
-    """One or two lines: the recommended setting with its metrics over seeds."""
+    """A few lines: the recommended setting with its metrics over seeds and how it was ranked
+    (the mean over seeds: ``result.best(over="seed")``; and what ``result.best()`` picks when
+    that differs), the grid edge it sits on, its LR sweep's sensitivity (one line, see
+    :func:`format_sensitivity`) and its member's diagnosis."""
     rec = summary["recommended"]
     if rec is None:
         return "no recommendation: every member diverged; lower the learning rates"
@@ -390,8 +487,24 @@ def format_recommendation(summary: dict[str, Any]) -> str:
             spread = f" ± {s['std']:.2g}" if rec["seeds"] > 1 else ""
             parts.append(f"{name} {s['mean']:.4g}{spread}")
     seeds = f" over {rec['seeds']} seeds" if rec["seeds"] > 1 else ""
-    by = "mean eval loss" if rec["by"] == "eval" else "mean final training loss"
-    text = f"recommended: {what}  ({', '.join(parts)}{seeds}; best {by})"
+    by = "eval loss" if rec["by"] == "eval" else "final training loss"
+    if rec.get("ranking") == "mean over seeds":
+        how = f"lowest mean {by} over seeds: result.best(over=\"seed\")"
+    else:
+        how = f"lowest {by}"
+    text = f"recommended: {what}  ({', '.join(parts)}{seeds}; {how})"
+    one = rec.get("best_member")
+    if one is not None and one["hparams"] != rec["hparams"]:
+        single = ", ".join(f"{k}={_num(v)}" for k, v in one["hparams"].items())
+        text += (f"\n  result.best() ranks single members instead: {single}, seed {one['seed']}"
+                 f" ({by} {_num(one['value'])}), the best single seed, not the best setting")
+    edge = rec.get("grid_edge")
+    if edge:
+        to = "to" if edge["edge"] == "largest" else "down to"
+        text += (f"\n  grid edge: best at the {edge['edge']} LR tried, {_num(edge['lr'])}: "
+                 f"extend the grid {to} ~{_num(edge['extend_to'])}")
+    if rec.get("sensitivity"):
+        text += "\n  " + format_sensitivity(rec["sensitivity"])
     if rec.get("lineage"):
         steps = "; ".join(
             f"{seg['start']}-{seg['end']}: "
@@ -403,6 +516,37 @@ def format_recommendation(summary: dict[str, Any]) -> str:
         d = rec["diagnosis"]
         text += f"\n  diagnosis: {d['label']}: {d['reason']} -> {d['advice']}"
     return text
+
+
+def format_sensitivity(s: dict[str, Any]) -> str:
+    """One line: an LR sweep's sensitivity, basin, divergence boundary and best-LR interval
+    (an entry of ``summary["sensitivity"]``)."""
+    metric = "eval loss" if s["by"] == "eval" else "final training loss"
+    parts = []
+    stopped = sum(1 for n in s.get("pruned") or [] if n)
+    if s["sensitivity"] is not None:
+        parts.append(f"LR sensitivity {s['sensitivity']:.3g} (Wortsman et al. 2023)")
+    elif stopped:
+        parts.append(f"LR sensitivity n/a (successive halving stopped {stopped} of "
+                     f"{len(s['lrs'])} LRs early: no final loss)")
+    lo, hi = s["basin"]
+    if lo is not None:
+        where, width = ((f"{_num(lo)}-{_num(hi)}", f"{s['basin_decades']:.2g} decades")
+                        if hi != lo else (_num(lo), "one grid point"))
+        lrs, pruned = s["lrs"], s.get("pruned") or [0] * len(s["lrs"])
+        a, b = lrs.index(lo), lrs.index(hi)
+        cut = (a > 0 and pruned[a - 1]) or (b < len(lrs) - 1 and pruned[b + 1])
+        parts.append(f"basin {where} ({width}, mean {metric} within "
+                     f"{100 * s['within']:.0f}% of the best"
+                     f"{'; next to pruned LRs, so maybe wider' if cut else ''})")
+    parts.append("no LR diverged" if s["boundary"] is None else
+                 f"diverges from lr={_num(s['boundary'])}")
+    lo, hi = s["interval"]
+    if lo is not None:
+        where = f"{_num(lo)}-{_num(hi)}" if hi != lo else f"{_num(lo)}"
+        parts.append(f"best LR over seeds: {where} ({100 * s['level']:.0f}% bootstrap "
+                     f"interval; {100 * s['agreement']:.0f}% of draws pick {_num(s['best_lr'])})")
+    return "; ".join(parts)
 
 
 # --------------------------------------------------------------------------- arrays

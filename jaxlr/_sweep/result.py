@@ -436,6 +436,52 @@ class SweepResult:
 
         return save(self, directory)
 
+    def sensitivity(self, by: str | None = None, *, within: float = 0.1, level: float = 0.9,
+                    n_boot: int = 1000, seed: int = 0) -> list:
+        r"""How much the result depends on the LR, per setting of the other grid axes.
+
+        For each setting (``seed`` and the LR aside): the LR sensitivity of Wortsman et al.
+        2023 (§2.2), :math:`\mathbb{E}_\eta[\min(\ell(\eta), \ell_0)] - \ell^*` over the LRs
+        tried (:math:`\ell` the mean final metric over seeds, a diverged seed counting
+        :math:`\ell_0`, the loss at initialization); the best LR (``best(over="seed")``'s) and
+        whether it is the smallest or largest tried; the basin (the contiguous LRs whose mean
+        is within ``within`` of the best, and its width in decades); the divergence boundary
+        (the smallest LR at which a seed diverged); and a seeded bootstrap interval over seeds
+        of the best LR. See :func:`jaxlr._diagnose.lr_sensitivity` for the exact rules.
+
+        Args:
+            by: "eval" (default with eval data) or "loss".
+            within: the basin's relative tolerance (0.1: within 10% of the best).
+            level: the bootstrap interval's nominal coverage.
+            n_boot: bootstrap draws.
+            seed: the bootstrap's RNG seed (the result is deterministic).
+
+        Returns:
+            A list of :class:`jaxlr._diagnose.Sensitivity` (``setting``, ``lrs``, ``loss``,
+            ``sensitivity``, ``best_lr``, ``edge``, ``basin``, ``basin_decades``,
+            ``boundary``, ``interval``, ...), one per setting of the other axes, in grid order.
+
+        Example:
+            >>> import jax, jax.numpy as jnp, jaxlr
+            >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+            >>> res = jaxlr.sweep(lambda k: jnp.zeros(1), lambda w, b: jnp.mean(
+            ...     (b[0] @ w - 2.0 * b[0][:, 0]) ** 2), (x,), lambda hp: jaxlr.sgd(hp["lr"]),
+            ...     jaxlr.grid(lr=[0.01, 0.1, 1.0, 10.0], seed=2), steps=30, batch_size=8,
+            ...     progress=False)
+            >>> s, = res.sensitivity()
+            >>> s.best_lr, s.edge, s.boundary  # 10.0 diverges; 1.0 is the largest that does not
+            (1.0, 0, 10.0)
+
+        References:
+            M. Wortsman et al., Small-scale proxies for large-scale Transformer training
+            instabilities (2023), §2.2: https://arxiv.org/abs/2309.14322 ; the Deep Learning
+            Tuning Playbook (the best LR not at the grid's edge):
+            https://github.com/google-research/tuning_playbook
+        """
+        from jaxlr._diagnose import lr_sensitivity
+
+        return lr_sensitivity(self, by=by, within=within, level=level, n_boot=n_boot, seed=seed)
+
 
 def _summary(params: Any) -> str:
     """``<type: n leaves, k values>`` of a params pytree or model (None stays None)."""
