@@ -272,6 +272,13 @@ def test_sharded_over_four_host_devices_equals_one_device(tmp_path):
             np.testing.assert_array_equal(four_b.history[k], v)
         np.testing.assert_allclose(four_b.loss, one_b.loss, rtol=1e-6)
         np.testing.assert_allclose(four_b.params(5), one_b.params(5), rtol=1e-6)
+        # categorical axes: one sweep per category, merged in grid order
+        cat = (args[0], args[1], args[2],
+               lambda hp: {"adam": jaxlr.adam, "sgd": jaxlr.sgd}[hp["opt"]](hp["lr"]),
+               jaxlr.grid(opt=["adam", "sgd"], lr=[1e-2, 0.1], seed=2))
+        four_c = jaxlr.sweep(*cat, **kw)
+        one_c = jaxlr.sweep(*cat, devices=jax.devices()[:1], **kw)
+        np.testing.assert_allclose(four_c.loss, one_c.loss, rtol=1e-6)
         print("OK")
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",

@@ -46,9 +46,9 @@ def _finish(fig: Any, path: Any) -> Any:
     return fig
 
 
-def _fmt(v: float) -> str:
-    """A compact number as the grid prints it: 0.01, 3e-05, 120."""
-    return f"{float(v):.3g}"
+def _fmt(v: float | str) -> str:
+    """A compact number as the grid prints it: 0.01, 3e-05, 120 (a category as itself)."""
+    return v if isinstance(v, str) else f"{float(v):.3g}"
 
 
 def _use_log(values: np.ndarray, always: bool = False) -> bool:

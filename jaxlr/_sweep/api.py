@@ -18,6 +18,7 @@ from jaxlr._optim import DIVERGENCE_FACTOR
 from jaxlr._sweep import checkpoint as _checkpoint
 from jaxlr._sweep import checks, loop, memory
 from jaxlr._sweep.blocks import block_size, fits_or_block, run_blocks
+from jaxlr._sweep.categories import run_categories
 from jaxlr._sweep.compiled import (
     Dispatch,
     Functions,
@@ -27,7 +28,8 @@ from jaxlr._sweep.compiled import (
     lower_all,
 )
 from jaxlr._sweep.data import chain_first, is_array_data, peek
-from jaxlr._sweep.grid import Grid, grid
+from jaxlr._sweep.grid import Grid
+from jaxlr._sweep.grid import grid as _grid
 from jaxlr._sweep.halving import SuccessiveHalving
 from jaxlr._sweep.member import DivergenceRule
 from jaxlr._sweep.memory import SweepTooLarge
@@ -112,7 +114,10 @@ def sweep(
         data: a tuple/dict of arrays with the examples on axis 0 (kept on device, no copy per
             member), or an iterable of such batches (shared by all members, consumed in chunks).
         optimizer: ``hp -> optax transform`` for one member; ``hp`` maps each grid axis (and
-            ``"seed"``) to a traced scalar.
+            ``"seed"``) to a traced scalar, and each categorical axis (strings) to its plain
+            Python value: ``{"adam": jaxlr.adam, "sgd": jaxlr.sgd}[hp["optimizer"]](hp["lr"])``
+            (each category runs as a sweep of its own, one after another, merged in grid
+            order: ``jaxlr._sweep.categories``).
         grid: a :class:`Grid` (or a dict, passed to :func:`jaxlr.grid`). Every axis but
             ``seed`` must be read by ``optimizer(hp)`` (else members would train identically:
             a misspelt name is refused before step 0); an axis whose name starts with ``_`` is
@@ -175,6 +180,16 @@ def sweep(
         JAX sharding: https://docs.jax.dev/en/latest/sharded-computation.html
     """
     policy = _one_policy(prune, policy)
+    g = grid if isinstance(grid, Grid) else _grid(**grid)
+    if g.categorical:
+        if isinstance(policy, SuccessiveHalving):
+            raise ValueError("successive halving ranks settings across the grid, but the "
+                             f"categories of {g.categorical} run as separate sweeps: not both")
+        return run_categories(lambda **kw: sweep(**{**dict(
+            init=init, loss_fn=loss_fn, data=data, steps=steps, batch_size=batch_size,
+            eval_data=eval_data, eval_every=eval_every, devices=devices, progress=progress,
+            chunk_size=chunk_size, divergence_factor=divergence_factor, divergence=divergence,
+            policy=policy, member_block=member_block), **kw}), g, optimizer, checkpoint)
     if member_block is not None:
         return _in_blocks(member_block, grid, checkpoint, policy, data, devices, dict(
             init=init, loss_fn=loss_fn, data=data, optimizer=optimizer, steps=steps,
@@ -216,7 +231,7 @@ def sweep(
 def _in_blocks(member_block: Any, grid_: Any, checkpoint: Any, policy: Any, data: Any,
                devices: Any, kwargs: dict) -> SweepResult:
     """``sweep`` over blocks of members (``blocks.py``)."""
-    g = grid_ if isinstance(grid_, Grid) else grid(**grid_)
+    g = grid_ if isinstance(grid_, Grid) else _grid(**grid_)
     n_dev = len(Placement(devices).devices)
     block = block_size(member_block, len(g), n_dev)
     if policy is not None:

@@ -35,8 +35,11 @@ def _axis(name: str, values: Any) -> np.ndarray:
         return arr.astype(np.int32)
     if arr.dtype == np.bool_:
         return arr
+    if arr.dtype.kind in "US":  # a categorical axis: strings (e.g. optimizer names)
+        return arr.astype(str)
     if not np.issubdtype(arr.dtype, np.number):
-        raise ValueError(f"grid axis {name!r} must hold numbers, got {values!r}")
+        raise ValueError(f"grid axis {name!r} must hold numbers or strings (a categorical "
+                         f"axis), got {values!r}")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"grid axis {name!r} holds a non-finite value: {values!r}")
     return arr.astype(np.int32 if np.issubdtype(arr.dtype, np.integer) else np.float32)
@@ -107,6 +110,11 @@ class Grid:
         return {k: float(str(v[i])) if v.dtype == np.float32 else v[i].item()
                 for k, v in self.columns.items()}
 
+    @property
+    def categorical(self) -> list[str]:
+        """The categorical axes (strings, e.g. ``optimizer=["adam", "sgd"]``)."""
+        return [k for k, v in self.columns.items() if v.dtype.kind in "US"]
+
     def select(self, indices: Any) -> Grid:
         """The sub-grid of the given member indices (e.g. to re-run one member alone)."""
         idx = np.atleast_1d(np.asarray(indices))
@@ -118,7 +126,10 @@ class Grid:
         names = [k for k in self.columns if k != "seed"]
         if not names:
             return np.zeros(len(self), np.int64)
-        keys = np.stack([self.columns[k].astype(np.float64) for k in names], axis=1)
+        # each column as the index of its value among the column's distinct values (numbers
+        # and categories alike)
+        keys = np.stack([np.unique(self.columns[k], return_inverse=True)[1].reshape(-1)
+                         for k in names], axis=1)
         _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
         return np.argsort(np.argsort(first))[inverse.reshape(-1)]
 
@@ -142,7 +153,10 @@ def grid(**axes: Any) -> Grid:
     Each axis is a list, tuple, numpy or jax array of values (a scalar is one value);
     ``seed=k`` means seeds ``0..k-1`` and ``seed=[3, 7]`` those seeds. Members without a seed
     axis use seed 0. Values are float32 (integers stay int32); in the sweep each member's values
-    arrive, traced, as ``hp[name]``. An ``lr`` (or ``learning_rate``) axis must be >= 0.
+    arrive, traced, as ``hp[name]``. An ``lr`` (or ``learning_rate``) axis must be >= 0. An
+    axis of strings is *categorical* (e.g. ``optimizer=["adam", "sgd", "prodigy"]``): its value
+    arrives in ``hp`` as a plain Python string, so ``optimizer(hp)`` can branch on it (see
+    :func:`jaxlr.sweep`).
 
     Args:
         **axes: name -> values.

@@ -1,0 +1,110 @@
+"""Categorical grid axes: optimizer(hp) receives the category as a Python string; every member
+equals its solo run; results in grid order; records, diagnosis and PBT within a category."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jaxlr
+
+X = jax.random.normal(jax.random.key(0), (64, 3))
+Y = X @ jnp.array([1.0, -2.0, 0.5])
+DATA = (X, Y)
+OPTIMIZERS = {"adam": jaxlr.adam, "sgd": jaxlr.sgd, "prodigy": jaxlr.prodigy}
+GRID = jaxlr.grid(optimizer=["adam", "sgd", "prodigy"], lr=[0.01, 0.1], seed=2)  # M = 12
+
+
+def loss_fn(w, b):
+    return jnp.mean((b[0] @ w - b[1]) ** 2)
+
+
+def opt(hp):
+    assert isinstance(hp["optimizer"], str)  # a Python value, so this dict lookup works
+    return OPTIMIZERS[hp["optimizer"]](hp["lr"])
+
+
+def run(grid=GRID, optimizer=opt, **kw):
+    kw.setdefault("progress", False)
+    return jaxlr.sweep(lambda k: 0.1 * jax.random.normal(k, (3,)), loss_fn, DATA, optimizer,
+                       grid, steps=30, batch_size=16, eval_data=DATA, eval_every=10, **kw)
+
+
+@pytest.fixture(scope="module")
+def swept():
+    return run()
+
+
+def test_every_member_equals_its_solo_run(swept):
+    assert swept.hparams["optimizer"].tolist() == GRID.columns["optimizer"].tolist()
+    for i in (0, 5, 6, 11):  # adam, sgd and prodigy members, both seeds
+        hp = GRID[i]
+        solo = jaxlr.sweep(lambda k: 0.1 * jax.random.normal(k, (3,)), loss_fn, DATA,
+                           lambda h, name=hp["optimizer"]: OPTIMIZERS[name](h["lr"]),
+                           jaxlr.grid(lr=[hp["lr"]], seed=[hp["seed"]]), steps=30,
+                           batch_size=16, progress=False, eval_data=DATA, eval_every=10)
+        np.testing.assert_allclose(swept.loss[i], solo.loss[0], rtol=1e-5)
+        np.testing.assert_allclose(swept.eval[i], solo.eval[0], rtol=1e-5)
+        chex.assert_trees_all_close(swept.params(i), solo.params(0), rtol=1e-5, atol=1e-7)
+
+
+def test_the_recorded_lr_of_each_category_is_its_own(swept):
+    adam, prodigy = 1, 11  # member 1: adam lr 0.01 seed 1; member 11: prodigy lr 0.1 seed 1
+    np.testing.assert_allclose(swept.lr[adam], 0.01)
+    # prodigy records d*lr: d starts at 1e-6 and grows (slowly at this LR, ~9% in 30 steps)
+    np.testing.assert_allclose(swept.lr[prodigy][0], 1e-6 * 0.1, rtol=1e-5)
+    assert swept.lr[prodigy][-1] > 1.05 * swept.lr[prodigy][0]
+
+
+def test_against_a_hand_written_optax_loop_on_full_batches():
+    g = jaxlr.grid(optimizer=["adam", "sgd"], lr=[0.05])
+    res = jaxlr.sweep(lambda k: jnp.zeros(3), loss_fn, DATA, opt, g, steps=10, batch_size=64,
+                      progress=False)
+    for i, tx in enumerate([optax.adam(0.05), optax.sgd(0.05)]):
+        w, state, losses = jnp.zeros(3), tx.init(jnp.zeros(3)), []
+        for _ in range(10):
+            loss, grad = jax.value_and_grad(loss_fn)(w, DATA)
+            updates, state = tx.update(grad, state, w)
+            w, losses = optax.apply_updates(w, updates), losses + [float(loss)]
+        np.testing.assert_allclose(res.loss[i], losses, rtol=2e-5)
+
+
+def test_table_best_diagnosis_and_records_handle_categories(swept, tmp_path):
+    table = swept.table().splitlines()
+    assert table[0].split()[:2] == ["optimizer", "lr"] and len(table) == 2 + 6
+    best = swept.best(over="seed")
+    assert best.hparams["optimizer"] in OPTIMIZERS
+    labels = swept.diagnose()
+    assert len(labels) == 12
+    swept.save(tmp_path)
+    back = jaxlr.load(tmp_path)
+    assert back.hparams["optimizer"].tolist() == GRID.columns["optimizer"].tolist()
+    assert back.table() == swept.table()
+
+
+def test_one_trace_per_category():
+    calls = {}
+
+    def counting(hp):
+        calls[hp["optimizer"]] = calls.get(hp["optimizer"], 0) + 1
+        return opt(hp)
+
+    run(optimizer=counting)
+    # per category: the abstract check, init, the step-0 LR check, the chunk
+    assert calls == {"adam": 4, "sgd": 4, "prodigy": 4}
+
+
+def test_population_based_training_stays_within_a_category():
+    res = run(grid=jaxlr.grid(optimizer=["adam", "sgd"], lr=[1e-3, 1e-2, 0.1, 0.3]),
+              policy=jaxlr.population_based(10, fraction=0.5, by="eval"))
+    assert res.copied()
+    for i in range(8):
+        for seg in res.lineage(i):
+            assert res.hparams["optimizer"][seg.slot] == res.hparams["optimizer"][i]
+
+
+def test_halving_with_categories_is_refused():
+    with pytest.raises(ValueError, match="successive halving ranks settings across the grid"):
+        run(prune=jaxlr.successive_halving(10, 2, by="eval"))
