@@ -108,3 +108,30 @@ def test_population_based_training_stays_within_a_category():
 def test_halving_with_categories_is_refused():
     with pytest.raises(ValueError, match="successive halving ranks settings across the grid"):
         run(prune=jaxlr.successive_halving(10, 2, by="eval"))
+
+
+def test_compare_reports_each_category_against_a_hand_computed_summary():
+    """Hand-made curves: adam's best is lr 0.1 (mean 1.0 over seeds), its lr 0.01 within 10%
+    (1.05) is in the basin, lr 1 (2.0) is not; prodigy (one setting) is 20% worse and its
+    effective LR settled at 2e-3 (mean of the last 10% of its recorded LR)."""
+    grid = jaxlr.grid(optimizer=["adam", "prodigy"], lr=[0.01, 0.1, 1.0], seed=2)
+    final = {("adam", 0.01): 1.05, ("adam", 0.1): 1.0, ("adam", 1.0): 2.0,
+             ("prodigy", 0.01): 1.2, ("prodigy", 0.1): 1.2, ("prodigy", 1.0): 1.2}
+    m, steps = len(grid), 20
+    loss = np.zeros((m, steps))
+    lr = np.zeros((m, steps))
+    for i in range(m):
+        hp = grid[i]
+        loss[i] = final[(hp["optimizer"], hp["lr"])]
+        lr[i] = hp["lr"] if hp["optimizer"] == "adam" else np.linspace(1e-6, 2e-3, steps)
+    lr[6:, -2:] = 2e-3  # the last 10% (2 steps) of prodigy's effective LR
+    res = jaxlr.SweepResult(grid=grid, loss=loss, lr=lr, eval=None, eval_aux={},
+                            eval_steps=None, diverged=np.zeros(m, bool),
+                            diverged_at=np.full(m, -1))
+    adam, prodigy = res.compare(by="loss")
+    assert (adam.category, adam.setting, adam.value, adam.gap) == ("adam", {"lr": 0.1}, 1.0, 0)
+    assert adam.basin == pytest.approx((0.01, 0.1)) and adam.lr == pytest.approx(0.1)
+    assert prodigy.gap == pytest.approx(0.2) and prodigy.lr == pytest.approx(2e-3)
+    text = res.compare(by="loss", text=True).splitlines()
+    assert text[0].startswith("adam: loss 1 (the best); LR at the end 0.1; basin within 10%")
+    assert text[1].startswith("prodigy: loss 1.2 (+20.0% vs adam); LR at the end 0.002")

@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
+from jaxlr._sweep.compare import compare, format_comparison
 from jaxlr._sweep.curves import tail_mean
 from jaxlr._sweep.grid import LR_AXES, Grid
 from jaxlr._sweep.lineage import Segment, lineage, trajectory
@@ -400,6 +401,46 @@ class SweepResult:
                          *[f"{m[i]:.4g}" if np.isfinite(m[i]) else "—" for m in metrics],
                          "yes" if self.diverged[i] else "no"])
         return _render(header, rows)
+
+    def compare(self, axis: str = "optimizer", by: str | None = None, mode: str = "min",
+                text: bool = False) -> Any:
+        r"""Each category of ``axis`` side by side: tuned optimizers and LR-free methods.
+
+        Per category (e.g. each optimizer of ``grid(optimizer=[...], lr=[...])``): its best
+        setting by the mean over seeds of ``by`` (a diverged seed counts as inf), the LR its
+        updates used at the end (for an LR-free method its effective step size, e.g.
+        Prodigy's :math:`d\,\eta`), its basin (the ``lr`` values whose mean is within 10% of
+        its best) and its gap to the best category, :math:`v/v^\star - 1`.
+
+        Args:
+            axis: the categorical (or any) grid axis to compare along.
+            by: "eval" (default when there is eval data), "loss" or an aux metric.
+            mode: "min" or "max".
+            text: return the printable lines instead of the rows.
+
+        Returns:
+            A list of ``jaxlr._sweep.compare.Comparison`` (or the text).
+
+        Example:
+            >>> import jax, jax.numpy as jnp, jaxlr
+            >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+            >>> opt = lambda hp: {"sgd": jaxlr.sgd, "adam": jaxlr.adam}[hp["optimizer"]](
+            ...     hp["lr"])
+            >>> res = jaxlr.sweep(lambda k: jnp.zeros(1), lambda w, b: jnp.mean(
+            ...     (b[0] @ w - 2.0 * b[0][:, 0]) ** 2), (x,), opt,
+            ...     jaxlr.grid(optimizer=["sgd", "adam"], lr=[0.1, 0.5]), steps=20,
+            ...     batch_size=8, progress=False)
+            >>> [(c.category, c.setting["lr"], c.basin) for c in res.compare(by="loss")]
+            [('sgd', 0.5, (0.5, 0.5)), ('adam', 0.5, (0.5, 0.5))]
+
+        References:
+            Defazio & Mishchenko 2023 (D-Adaptation) and Mishchenko & Defazio 2023 (Prodigy)
+            compare LR-free methods with tuned baselines this way:
+            https://arxiv.org/abs/2301.07733, https://arxiv.org/abs/2306.06101
+        """
+        by = by or ("eval" if self.eval is not None else "loss")
+        rows = compare(self, axis, by, mode)
+        return format_comparison(rows, by) if text else rows
 
     def diagnose(self) -> list:
         """One :class:`jaxlr.Diagnosis` per member (diverged, oscillating, too_slow,
