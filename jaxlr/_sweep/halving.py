@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jaxlr._optim import hparam
-from jaxlr._sweep.policies import ChunkEnd, Layout, Policy
+from jaxlr._sweep.policies import ChunkEnd, Layout, Policy, ranking
 
 
 class _Rule(NamedTuple):
@@ -54,12 +54,8 @@ class SuccessiveHalving(_Rule, Policy):
 
     def scores(self, end: ChunkEnd) -> np.ndarray:
         """[n] the active members' scores at a rung (lower is better; inf when diverged)."""
-        if self.by == "loss":
-            value = end.curves.loss_window_mean(end.active, end.step)
-        else:
-            value = end.curves.last_eval(self.by)[end.active]
-        value = value.astype(np.float64) * (1.0 if self.mode == "min" else -1.0)
-        return np.where(end.alive & np.isfinite(value), value, np.inf)
+        return ranking(end, self.by, self.mode,
+                       lambda: end.curves.loss_window_mean(end.active, end.step))
 
     def after_chunk(self, end: ChunkEnd) -> Layout | None:
         """At a rung: the survivors' rows (:meth:`survivors`), or None when all survive."""

@@ -163,3 +163,12 @@ class Checkpointing(Policy):
         if jax.process_index() == 0:  # with many processes, one writes (a shared disk)
             _checkpoint.save(self.directory, end.chunk, self.parts, state, arrays)
         self.barrier("jaxlr-checkpoint")  # nobody reads a checkpoint being written
+
+
+def ranking(end: ChunkEnd, by: str, mode: str, loss: Callable[[], np.ndarray]) -> np.ndarray:
+    """[n] the active members' scores for a layout policy, lower is better: ``loss()`` (a
+    smoothed training loss) for ``by="loss"``, else the evaluation of ``by`` at this step;
+    negated for ``mode="max"``; inf for a diverged member or a non-finite value."""
+    value = loss() if by == "loss" else end.curves.last_eval(by)[end.active]
+    value = value.astype(np.float64) * (1.0 if mode == "min" else -1.0)
+    return np.where(end.alive & np.isfinite(value), value, np.inf)

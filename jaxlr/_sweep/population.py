@@ -16,7 +16,7 @@ import numpy as np
 
 from jaxlr._optim import hparam
 from jaxlr._sweep.curves import tail_mean
-from jaxlr._sweep.policies import ChunkEnd, Layout, Policy
+from jaxlr._sweep.policies import ChunkEnd, Layout, Policy, ranking
 
 
 class _Rule(NamedTuple):
@@ -68,13 +68,11 @@ class PopulationBased(_Rule, Policy):
         """[n] the active members' scores, lower is better (inf: diverged or non-finite): the
         training loss averaged over the last 10% of the interval just run, or the metric of
         the evaluation at this step."""
-        if self.by == "loss":
+        def interval_loss() -> np.ndarray:
             loss = np.concatenate(end.curves.loss, axis=1)[end.active]
-            value = tail_mean(loss[:, end.step - self.interval: end.step])
-        else:
-            value = end.curves.last_eval(self.by)[end.active]
-        value = value.astype(np.float64) * (1.0 if self.mode == "min" else -1.0)
-        return np.where(end.alive & np.isfinite(value), value, np.inf)
+            return tail_mean(loss[:, end.step - self.interval: end.step])
+
+        return ranking(end, self.by, self.mode, interval_loss)
 
     def after_chunk(self, end: ChunkEnd) -> Layout | None:
         """At a round: the bottom rows copy the top rows' state, with explored hparams."""
