@@ -2,7 +2,7 @@
 
 Workloads (digits: 1,797 examples, X scaled to [0, 1], 10 classes, softmax cross-entropy):
   (a) compute-bound: MLP 64-128-128-10 (pure-JAX params, relu), batch 128, Adam, 500 steps,
-      M in {1, 8, 32, 128} learning rates (logspace);
+      M in {1, 8, 16, 32, 128} learning rates (logspace);
   (b) dispatch-bound: logistic regression 64-10, batch 32, SGD, 500 steps, M = 64.
 Variants, all training the same model with the same optax transform and batch size:
   jaxlr       ``jaxlr.sweep(..., progress=False)`` (default chunk size unless stated: with
@@ -11,6 +11,9 @@ Variants, all training the same model with the same optax transform and batch si
   expert      hand-written: ``jit(vmap(train_one))``, ``train_one`` = init + ``lax.scan`` over
               steps, per-member batches gathered on device from a precomputed index array
               [M, steps, batch] (one program, one call, losses [M, steps] fetched at the end);
+  expert (randint)  the same program, except that each step samples its batch on device with
+              ``jax.random.randint`` from a per-member key folded with the step (no index
+              array: sampling with replacement, the other common hand-written form);
   control     a second instance of the expert's compiled program, timed next to the expert:
               its ratio to the expert is the noise of the run;
   sequential  the same ``train_one`` jitted for ONE member, called M times (one per LR);
@@ -33,7 +36,7 @@ per variant (VmHWM, reset through /proc/self/clear_refs before each call; proces
 times jaxlr.sweep on 1 device vs all of them (sweep shards members over all local devices by
 default), alternating, in the same process.
 
-Run: ``python benchmarks/sweep.py`` (full, ~14 minutes on 2 CPU cores) or ``--quick`` (a
+Run: ``python benchmarks/sweep.py`` (full, ~22 minutes on 2 CPU cores, estimated) or ``--quick`` (a
 smoke test: 20 steps, M in {1, 4}, measured in this process except (c) and the one-thread
 sgemm). Record the printed tables in ``benchmarks/README.md`` with the machine and the date.
 """
@@ -63,6 +66,7 @@ import optax
 import jaxlr
 
 GOAL_EXPERT = 1.05  # jaxlr / expert µs per member-step, at every M
+RANDINT = "expert (randint)"  # the label of the expert that samples with jax.random.randint
 GOAL_NAIVE = 5.0  # naive / jaxlr on (b)
 GOAL_CORES = 1.6  # speed-up from sharding members over 2 host devices
 GOAL_COMPILE = 1.5  # compile time at M=128 / M=1
@@ -166,6 +170,30 @@ def make_train_one(wl: Workload, init: Callable) -> Callable:
             return (optax.apply_updates(params, updates), opt_state), loss
 
         (params, _), losses = jax.lax.scan(step, (params, tx.init(params)), idx)
+        return params, losses
+
+    return train_one
+
+
+def make_train_randint(wl: Workload, init: Callable, n: int, steps: int) -> Callable:
+    """One member's whole training run: init + lax.scan over steps, each step's batch sampled
+    on device with ``jax.random.randint`` (with replacement) from the member's key."""
+
+    def train_one(seed, lr, member, x, y):
+        params = init(jax.random.key(seed))
+        tx = wl.optimizer(lr)
+        key = jax.random.fold_in(jax.random.key(1), member)
+
+        def step(carry, t):
+            params, opt_state = carry
+            idx_t = jax.random.randint(jax.random.fold_in(key, t), (wl.batch_size,), 0, n)
+            batch = (jnp.take(x, idx_t, axis=0), jnp.take(y, idx_t, axis=0))
+            loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), loss
+
+        (params, _), losses = jax.lax.scan(step, (params, tx.init(params)),
+                                           jnp.arange(steps, dtype=jnp.int32))
         return params, losses
 
     return train_one
@@ -282,17 +310,25 @@ class JaxlrSweep(Variant):
 
 
 class Expert(Variant):
-    def __init__(self, wl, data, m, steps, label="expert"):
+    """The hand-written ``jit(vmap(train_one))``: batches from a precomputed index array, or
+    (``randint``) sampled on device with ``jax.random.randint`` at every step."""
+
+    def __init__(self, wl, data, m, steps, label="expert", randint=False):
         self.label, self.units = label, m * steps
         self.wl, self.data, self.m, self.steps = wl, data, m, steps
+        self.randint = randint
 
     def setup(self):
-        wl, m = self.wl, self.m
+        wl, m, n = self.wl, self.m, len(self.data[0])
         x, y = (jnp.asarray(a) for a in self.data)
-        idx = jnp.asarray(member_indices(m, self.steps, len(self.data[0]), wl.batch_size))
-        self.args = (jnp.zeros(m, jnp.int32), jnp.asarray(wl.lrs(m)), idx, x, y)
-        program = jax.jit(jax.vmap(make_train_one(wl, make_init(wl)),
-                                   in_axes=(0, 0, 0, None, None)))
+        if self.randint:
+            train_one = make_train_randint(wl, make_init(wl), n, self.steps)
+            third = jnp.arange(m, dtype=jnp.int32)  # the member: its sampling key
+        else:
+            train_one = make_train_one(wl, make_init(wl))
+            third = jnp.asarray(member_indices(m, self.steps, n, wl.batch_size))
+        self.args = (jnp.zeros(m, jnp.int32), jnp.asarray(wl.lrs(m)), third, x, y)
+        program = jax.jit(jax.vmap(train_one, in_axes=(0, 0, 0, None, None)))
         t0 = time.perf_counter()
         self.compiled = program.lower(*self.args).compile()
         return time.perf_counter() - t0
@@ -382,6 +418,8 @@ def make_variants(spec: dict, wl: Workload, data) -> list[Variant]:
                                   v.get("n_devices")))
         elif kind == "expert":
             out.append(Expert(wl, data, m, steps, label))
+        elif kind == "expert_randint":
+            out.append(Expert(wl, data, m, steps, label, randint=True))
         elif kind == "sequential":
             out.append(Sequential(wl, data, m, steps, v["members"], label))
         elif kind == "naive":
@@ -523,7 +561,7 @@ def table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def plan(quick: bool, accel: bool = False) -> dict:
-    """What to measure. Full: ~14 minutes on 2 CPU cores; quick: a smoke test. On an
+    """What to measure. Full: ~22 minutes on 2 CPU cores (estimated); quick: a smoke test. On an
     accelerator (``accel``) the calls are short, so there are more repetitions, two larger M
     (1,024 and 4,096 members) and a larger logistic-regression sweep, and no (c), which is
     about CPU cores."""
@@ -534,13 +572,14 @@ def plan(quick: bool, accel: bool = False) -> dict:
                     core_model="logreg", core_cases=[] if accel else [(4, 1)],
                     compile_pair=(1, 4))
     if accel:
-        return dict(steps=500, cases=[("mlp", 1, 15), ("mlp", 8, 15), ("mlp", 32, 15),
+        return dict(steps=500, cases=[("mlp", 1, 15), ("mlp", 8, 15), ("mlp", 16, 15),
+                                      ("mlp", 32, 15),
                                       ("mlp", 128, 15), ("mlp", 1024, 7), ("mlp", 4096, 4),
                                       ("logreg", 64, 15), ("logreg", 4096, 9)],
                     chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
                     core_model="mlp", core_cases=[], compile_pair=(1, 128))
-    return dict(steps=500, cases=[("mlp", 1, 15), ("mlp", 8, 21), ("mlp", 32, 7),
-                                  ("mlp", 128, 5), ("logreg", 64, 15)],
+    return dict(steps=500, cases=[("mlp", 1, 15), ("mlp", 8, 21), ("mlp", 16, 11),
+                                  ("mlp", 32, 7), ("mlp", 128, 5), ("logreg", 64, 15)],
                 chunk_case=("mlp", 8), chunk_small=50, subset=(4, 250),
                 core_model="mlp", core_cases=[(8, 5), (32, 3)], compile_pair=(1, 128))
 
@@ -557,7 +596,8 @@ def case_spec(p: dict, model: str, m: int, reps: int) -> dict:
     # the control (a second instance of the expert's compiled program) sits next to the
     # expert, as jaxlr does on the other side: its ratio to the expert is this run's noise
     variants = [{"kind": "expert", "label": "control"}, {"kind": "expert", "label": "expert"},
-                {"kind": "jaxlr", "label": "jaxlr"}]
+                {"kind": "jaxlr", "label": "jaxlr"},
+                {"kind": "expert_randint", "label": RANDINT}]
     if chunked_default(steps) != steps:  # the chunks of a run with a progress bar
         variants.append({"kind": "jaxlr", "label": f"jaxlr chunk_size={chunked_default(steps)}",
                          "chunk_size": chunked_default(steps)})
@@ -642,7 +682,9 @@ def main(argv: list[str] | None = None) -> int:
     for model, m, reps in p["cases"]:
         r = results[model, m] = run(case_spec(p, model, m, reps))
         progress(f"{model} M={m}: jaxlr {r['jaxlr']['us']:.2f} µs/member-step, expert "
-                 f"{r['expert']['us']:.2f}, paired ratio {paired(r['jaxlr'], r['expert']):.3f}")
+                 f"{r['expert']['us']:.2f}, paired ratio {paired(r['jaxlr'], r['expert']):.3f}"
+                 + (f"; {RANDINT} {r[RANDINT]['us']:.2f}, paired ratio "
+                    f"{paired(r['jaxlr'], r[RANDINT]):.3f}" if RANDINT in r else ""))
     cores = os.cpu_count() or 1
     many = f"{cores} devices"
     core_results = {}
@@ -754,7 +796,10 @@ def report_ratios(results: dict, steps: int, misses: list[str]) -> None:
                 misses.append(f"naive/jaxlr {model} M={m}: {naive:.1f}")
         cpu = paired(r["jaxlr"], r["expert"], "cpus_s")
         control = f"{paired(r['control'], r['expert']):.3f}" if "control" in r else "—"
+        randint = (f"{paired(r['jaxlr'], r[RANDINT]):.3f} ({quartiles(r['jaxlr'], r[RANDINT])})"
+                   if RANDINT in r else "—")
         rows.append([model, m, f"{ratio:.3f}", quartiles(r["jaxlr"], r["expert"]), control,
+                     randint,
                      f"{cpu:.3f}", f"{chunked:.3f}",
                      f"{r['sequential']['us'] / jx:.2f}", f"{naive:.1f}", goals])
     print("## Ratios of µs per member-step")
@@ -763,10 +808,13 @@ def report_ratios(results: dict, steps: int, misses: list[str]) -> None:
           "back in one process (wall time; 'CPU time': the process's CPU time); its quartiles: "
           "half of those ratios lie between them. control/expert: "
           "the same for a second instance of the expert's compiled program, timed on the "
-          "expert's other side: how far it lands from 1 is the noise of this run. sequential/"
+          "expert's other side: how far it lands from 1 is the noise of this run. jaxlr/"
+          "expert (randint): the same against the expert that samples its batches with "
+          "jax.random.randint (its quartiles in brackets). sequential/"
           "jaxlr, naive/jaxlr: ratios of the medians.")
     print()
     print(table(["workload", "M", "jaxlr/expert", "its quartiles", "control/expert",
+                 "jaxlr/expert (randint)",
                  "same, CPU time",
                  f"jaxlr chunk_size={chunked_default(steps)} / expert",
                  "sequential/jaxlr", "naive/jaxlr", "goals"], rows))

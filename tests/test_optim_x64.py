@@ -121,6 +121,7 @@ SCHEDULES = {
     "warmup": lambda: jaxlr.warmup(jaxlr.cosine_decay(1.0, 20), 5, 0.1),
     "warmup_stable_decay": lambda: jaxlr.warmup_stable_decay(1.0, 40, 5, 10, 0.1, 0.01,
                                                              "1-sqrt"),
+    "tabulated": lambda: jaxlr.tabulated(np.linspace(1.0, 0.1, 30)),
 }
 
 

@@ -21,7 +21,7 @@ STRICT = pytest.mark.usefixtures("strict_promotion")
 
 PUBLIC = ["constant", "linear", "polynomial_decay", "exponential_decay", "cosine_decay",
           "warmup_cosine_decay", "join", "step_decay", "multistep_decay", "one_cycle", "cyclic",
-          "inverse_time_decay", "cosine_restarts", "warmup", "warmup_stable_decay"]
+          "inverse_time_decay", "cosine_restarts", "warmup", "warmup_stable_decay", "tabulated"]
 STEPS = np.arange(0, 161)  # every case below ends well before 160: covers "far past the end"
 TOL = dict(rtol=1e-6, atol=1e-7)  # float32 vs optax's float32
 TOL64 = dict(rtol=1e-5, atol=1e-7)  # float32 vs a float64 formula
@@ -360,6 +360,7 @@ BASE = {
     "warmup": dict(schedule=jaxlr.cosine_decay(1.0, 20), warmup_steps=5, init_value=0.1),
     "warmup_stable_decay": dict(peak_value=1.0, total_steps=40, warmup_steps=5, decay_steps=10,
                                 init_value=0.1, end_value=0.01, decay_shape="1-sqrt"),
+    "tabulated": dict(values=[1.0, 0.5, 0.25]),
 }
 # schedule -> {parameter: values it is vmapped over}, then overrides of BASE for some variants
 SWEEPS = [
@@ -401,6 +402,7 @@ SWEEPS = [
                                  warmup_steps=[0, 5, 30], decay_steps=[0, 10, 35],
                                  init_value=[0.0, 0.1], end_value=[0.0, 0.01, 0.5]), {}),
     ("warmup_stable_decay", dict(decay_steps=[0, 10, 35]), dict(decay_shape="cosine")),
+    ("tabulated", dict(values=[[1.0, 0.5, 0.25], [0.3, 0.2, 0.1]]), {}),
 ]
 # (schedule, parameter, values, overrides of BASE)
 TABLE = [(name, param, values, overrides)
@@ -615,3 +617,16 @@ def test_traced_negative_value_is_not_checked(name, param):
     if name == "constant":  # lr(t) = value
         np.testing.assert_array_equal(jax.jit(lambda v: jaxlr.constant(v)(3))(-0.1),
                                       np.float32(-0.1))
+
+
+def test_tabulated_reads_step_t_from_the_table_and_keeps_the_last_value():
+    values = np.array([0.5, 0.25, 0.125], np.float32)
+    s = jaxlr.tabulated(values)
+    np.testing.assert_array_equal(curve(s, np.arange(-2, 6)),
+                                  [0.5, 0.5, 0.5, 0.25, 0.125, 0.125, 0.125, 0.125])
+    traced = jax.jit(lambda v, t: jaxlr.tabulated(v)(t))(jnp.asarray(values), 1)
+    assert float(traced) == 0.25
+    with pytest.raises(ValueError, match=r"values must be finite and >= 0, got values\[1\]=-1"):
+        jaxlr.tabulated([0.1, -1.0])
+    with pytest.raises(ValueError, match="1-D table"):
+        jaxlr.tabulated(np.ones((2, 2)))

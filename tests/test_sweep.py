@@ -196,10 +196,13 @@ def test_tree_finite_flags_any_nonfinite_value_in_any_leaf(via_dot):
     jitted and vmapped: NaN, +inf or -inf anywhere in any float leaf is caught; int leaves are
     ignored; finite values whose sum overflows float32 (15 x 3e38) are not flagged."""
     tree = {"w": jnp.full((3, 5), 3e38, jnp.float32), "b": jnp.arange(4.0, dtype=jnp.bfloat16),
-            "n": jnp.arange(3)}
+            "n": jnp.arange(3),
+            # a leaf of OWN_DOT values or more: on CPU it gets a dot of its own
+            "big": jnp.full((_member.OWN_DOT + 7,), -3e38, jnp.float32)}
     check = jax.jit(lambda t: _member.tree_finite(t, via_dot))
     assert bool(_member.tree_finite(tree, via_dot)) and bool(check(tree))
-    for leaf, where in (("w", (2, 4)), ("w", (0, 0)), ("b", (1,))):
+    for leaf, where in (("w", (2, 4)), ("w", (0, 0)), ("b", (1,)), ("big", (0,)),
+                        ("big", (_member.OWN_DOT + 6,))):
         for bad in (jnp.nan, jnp.inf, -jnp.inf):
             t = {**tree, leaf: tree[leaf].at[where].set(bad)}
             assert not bool(_member.tree_finite(t, via_dot)) and not bool(check(t)), (leaf, bad)

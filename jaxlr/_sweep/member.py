@@ -59,23 +59,43 @@ class Carry(NamedTuple):
     status: MemberStatus
 
 
+OWN_DOT = 1024  # tree_finite on CPU: leaves of at least this many values get a dot of their own
+
+
 def tree_finite(tree: Any, via_dot: bool = False) -> jax.Array:
     """Whether every float in ``tree`` is finite, as ``isfinite`` of one float32 sum of ``0 * x``
-    over all leaves (concatenated): each term is 0, or NaN for an inf or a NaN, so the test is
-    exact (no overflow however large the values) and costs one pass over the gradients.
+    over all leaves: each term is 0, or NaN for an inf or a NaN, so the test is exact (no
+    overflow however large the values).
 
-    ``via_dot`` computes the sum as a dot with a vector of ones. XLA's CPU backend emits a float
-    sum reduction as an in-order loop (float addition is not associative) but hands a dot to a
-    vectorized matrix-vector kernel; in ``benchmarks/sweep.py`` the reduction cost 2-12% of a
-    logistic-regression step (M=64) and the dot about nothing (see ``benchmarks/README.md``).
-    On a GPU the concatenation fuses into the reduction (one kernel), so there it is used."""
+    ``via_dot`` (CPU): XLA's CPU backend emits a float sum reduction as an in-order loop (float
+    addition is not associative) but hands a dot to a vectorized matrix-vector kernel. A leaf of
+    at least ``OWN_DOT`` values is dotted with a vector of ZEROS (``x . 0`` is 0, or NaN where
+    ``x`` holds an inf or a NaN): the gradient is read once and nothing is written. The smaller
+    leaves keep the previous form, concatenated, times 0, dotted with ones (one kernel for all
+    of them). That form for every leaf copied all gradients twice per step: in the MLP of
+    ``benchmarks/step_cost.py`` (M=16 and 32, one thread, per-kernel medians of a
+    ``jax.profiler`` trace) its kernels took ~15 µs of a ~450-530 µs member-step, the dots
+    ~3.5 µs. The optimization barrier keeps the large leaves' dots out of the gradients' own
+    fusions: without it three cases of ``tests/test_engine_digest.py`` changed in their last
+    bits, and with the small leaves dotted too the 4-device halving case did; a tree without
+    large leaves compiles exactly as before. Otherwise (GPU) the leaves are concatenated, which
+    fuses into the reduction (one kernel)."""
     flat = [jnp.ravel(jnp.abs(x) if jnp.iscomplexobj(x) else x).astype(jnp.float32)
             for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
     if not flat:
         return jnp.bool_(True)
-    zeros = jnp.concatenate(flat) * np.float32(0.0)  # NaN where a value is not finite
-    total = jnp.dot(zeros, jnp.ones_like(zeros)) if via_dot else jnp.sum(zeros)
-    return jnp.isfinite(total)
+    if not via_dot:
+        return jnp.isfinite(jnp.sum(jnp.concatenate(flat) * np.float32(0.0)))
+    large = [x for x in flat if x.size >= OWN_DOT]
+    small = [x for x in flat if x.size < OWN_DOT]
+    terms = []
+    if small:
+        zeros = jnp.concatenate(small) * np.float32(0.0)  # NaN where a value is not finite
+        terms.append(jnp.dot(zeros, jnp.ones_like(zeros)))
+    if large:
+        large = jax.lax.optimization_barrier(large)
+        terms += [jnp.dot(x, jnp.zeros(x.shape, jnp.float32)) for x in large]
+    return jnp.isfinite(sum(terms[1:], terms[0]))
 
 
 def state(carry: Carry) -> tuple[Any, Any, MemberStatus]:
