@@ -8,6 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -54,8 +55,12 @@ def uninterrupted():
 def test_resume_after_sigkill_equals_uninterrupted(tmp_path, uninterrupted):
     ckpt = tmp_path / "ckpt"
     script = SETUP + f"\nrun(checkpoint={str(ckpt)!r})\nprint('finished')\n"
+    # the child has this process' device count (an earlier test in this worker may have set
+    # XLA_FLAGS for its own children; a checkpoint of another device count is refused)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu",
+           "XLA_FLAGS": f"--xla_force_host_platform_device_count={jax.local_device_count()}"}
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+                            stderr=subprocess.PIPE, env=env)
     deadline = time.time() + 120
     rng = np.random.default_rng(14)  # seeded: the kill points are the same in every run
     target = int(rng.integers(2, 12))  # kill after a pseudo-random number of chunks (of 20)
