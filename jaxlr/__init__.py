@@ -45,7 +45,7 @@ from jaxlr._optim import (
     warmup_cosine_decay,
     warmup_stable_decay,
 )
-from jaxlr._records import load
+from jaxlr._records import load, write_tensorboard
 from jaxlr._sweep import (
     Best,
     Grid,
@@ -75,6 +75,7 @@ __all__ = [
     "schedule_free_eval_params", "eval_params",
     # sweeps and the LR range test
     "grid", "Grid", "sweep", "SweepResult", "Task", "Best", "find_lr", "FinderResult", "load",
+    "write_tensorboard",
     "successive_halving", "SuccessiveHalving", "population_based", "PopulationBased", "Segment",
     "clear_caches",
     # diagnosis

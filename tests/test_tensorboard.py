@@ -1,8 +1,10 @@
-"""The TensorBoard export (jaxlr._records.write_tensorboard, ``--tensorboard OUT``), read back
-with TensorBoard's own reader (``EventAccumulator``) and its HParams plugin's parsers: every
-member is a run whose hyperparameters and curves equal the SweepResult's (values and steps,
-non-finite values left out), the HParams experiment lists the grid's axes with their values,
-a directory of the user's is refused and never written, and an earlier export is replaced."""
+"""The TensorBoard export (jaxlr.write_tensorboard, ``--tensorboard OUT``) and the live log
+(``sweep(..., log_dir=OUT)``), read back with TensorBoard's own reader (``EventAccumulator``)
+and its HParams plugin's parsers: every member is a run whose hyperparameters and curves equal
+the SweepResult's (values and steps, non-finite values left out), the HParams experiment lists
+the grid's axes with their values, a directory of the user's is refused and never written, an
+earlier export is replaced; the live log is on disk while the sweep trains and a resumed
+sweep's log holds every step once."""
 
 import contextlib
 import io
@@ -78,15 +80,21 @@ def _loss(w, batch):
     return jnp.mean(err**2), {"mae": jnp.mean(jnp.abs(err))}
 
 
-@pytest.fixture(scope="module")
-def swept(tmp_path_factory):
-    """A tiny sweep (LR 100 diverges at once) and its export."""
-    x = jnp.linspace(-1.0, 1.0, 32)[:, None]
-    result = jaxlr.sweep(lambda k: jnp.zeros(1), _loss, (x,), lambda hp: jaxlr.sgd(hp["lr"]),
-                         jaxlr.grid(lr=[0.1, 0.5, 100.0], seed=2), steps=7, batch_size=8,
-                         eval_data=(x,), eval_every=3, progress=False)
-    out = tmp_path_factory.mktemp("tb") / "export"
-    assert write_tensorboard(result, out) == out
+X = jnp.linspace(-1.0, 1.0, 32)[:, None]
+SWEEP = dict(init=lambda k: jnp.zeros(1), loss_fn=_loss, optimizer=lambda hp: jaxlr.sgd(hp["lr"]),
+             grid=jaxlr.grid(lr=[0.1, 0.5, 100.0], seed=2), steps=7, batch_size=8,
+             eval_data=(X,), eval_every=3, progress=False)
+
+
+@pytest.fixture(scope="module", params=["export", "live"])
+def swept(tmp_path_factory, request):
+    """A tiny sweep (LR 100 diverges at once) and its export, or its live log."""
+    out = tmp_path_factory.mktemp("tb") / request.param
+    if request.param == "export":
+        result = jaxlr.sweep(data=(X,), **SWEEP)
+        assert write_tensorboard(result, out) == out
+    else:
+        result = jaxlr.sweep(data=(X,), log_dir=out, **SWEEP)
     return result, out
 
 
@@ -153,6 +161,84 @@ def made_up(columns, steps=5, evals=(2, 5), seed=0):
     return SweepResult(grid=grid, loss=loss, lr=np.full((m, steps), 0.1, np.float32), eval=ev,
                        eval_aux={"loss": ev + 1.0}, eval_steps=np.asarray(evals, np.int32),
                        diverged=np.zeros(m, bool), diverged_at=np.full(m, -1, np.int32))
+
+
+def test_the_live_log_is_on_disk_while_the_sweep_trains(tmp_path):
+    """Data as an iterable: when the loop asks for batch 6 (the third chunk of 3 steps), the
+    first chunk's steps must already be in the files (the second is still running)."""
+    out, seen = tmp_path / "live", {}
+
+    def batches():
+        for t in range(9):
+            if t == 6:
+                seen.update({i: curve(read(out / f"{i}-lr={lr}"), "train/loss")[0].tolist()
+                             for i, lr in enumerate([0.1, 0.5])})
+            yield (X[(4 * t) % 32:(4 * t) % 32 + 4],)
+
+    result = jaxlr.sweep(SWEEP["init"], _loss, batches(), SWEEP["optimizer"],
+                         jaxlr.grid(lr=[0.1, 0.5]), steps=9, batch_size=4, chunk_size=3,
+                         progress=False, log_dir=out)
+    assert seen == {0: [0, 1, 2], 1: [0, 1, 2]}
+    for i, lr in enumerate([0.1, 0.5]):
+        acc = read(out / f"{i}-lr={lr}")
+        assert_curve(acc, "train/loss", np.arange(9), result.loss[i])
+        assert hparams_of(acc)[2] == STATUS["success"]
+
+
+class Killed(Exception):
+    pass
+
+
+def test_a_resumed_sweeps_log_holds_every_step_once(tmp_path):
+    """Killed after two checkpointed chunks (the log then has steps 0-5), resumed with a fresh
+    iterable: the log is rewritten from the restored curves and holds each step once, equal
+    to the result's and to an uninterrupted run's."""
+    data = [(X[(4 * t) % 32:(4 * t) % 32 + 4],) for t in range(9)]
+
+    def batches(kill_at=None):
+        for t, b in enumerate(data):
+            if t == kill_at:
+                raise Killed
+            yield b
+
+    kw = dict(steps=9, batch_size=4, chunk_size=3, progress=False,
+              grid=jaxlr.grid(lr=[0.1, 0.5, 100.0]), checkpoint=tmp_path / "ckpt")
+    run = lambda it, **more: jaxlr.sweep(SWEEP["init"], _loss, it, SWEEP["optimizer"],
+                                         **kw, **more)
+    with pytest.raises(Killed):
+        run(batches(kill_at=7), log_dir=tmp_path / "live")
+    assert curve(read(tmp_path / "live" / "0-lr=0.1"), "train/loss")[0].tolist() == [
+        0, 1, 2, 3, 4, 5]
+    result = run(batches(), log_dir=tmp_path / "live")
+    kw["checkpoint"] = tmp_path / "other"
+    whole = run(batches())
+    np.testing.assert_array_equal(result.loss, whole.loss)
+    for i, lr in enumerate([0.1, 0.5, 100.0]):
+        acc = read(tmp_path / "live" / f"{i}-lr={lr}")
+        assert len(event_files(tmp_path / "live" / f"{i}-lr={lr}")) == 1
+        assert_curve(acc, "train/loss", np.arange(9), result.loss[i])
+        assert_curve(acc, "train/lr", np.arange(9), result.lr[i])
+        assert hparams_of(acc)[2] == STATUS["failure" if result.diverged[i] else "success"]
+    assert result.diverged.tolist() == [False, False, True]
+
+
+def test_log_dir_with_categories_is_written_at_the_end_and_refused_early(tmp_path):
+    grid = jaxlr.grid(opt=["sgd", "adam"], lr=[0.1, 0.5])
+    opt = lambda hp: {"sgd": jaxlr.sgd, "adam": jaxlr.adam}[hp["opt"]](hp["lr"])
+    kw = dict(steps=4, batch_size=8, progress=False)
+    result = jaxlr.sweep(SWEEP["init"], _loss, (X,), opt, grid, log_dir=tmp_path / "tb", **kw)
+    for i, name in enumerate(["0-opt=sgd,lr=0.1", "1-opt=sgd,lr=0.5", "2-opt=adam,lr=0.1",
+                              "3-opt=adam,lr=0.5"]):
+        acc = read(tmp_path / "tb" / name)
+        assert hparams_of(acc)[0]["opt"] == ["sgd", "sgd", "adam", "adam"][i]
+        assert_curve(acc, "train/loss", np.arange(4), result.loss[i])
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    calls = []
+    with pytest.raises(ValueError, match="not a jaxlr TensorBoard export"):
+        jaxlr.sweep(SWEEP["init"], _loss, (X,), lambda hp: calls.append(1) or opt(hp), grid,
+                    log_dir=tmp_path / "mine", **kw)
+    assert calls == []  # refused before anything was traced
 
 
 def test_non_finite_values_are_left_out_and_the_status_says_why(tmp_path):

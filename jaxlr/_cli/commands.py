@@ -164,7 +164,7 @@ def _print_sweep(summary: dict, run_dir: Path, as_json: bool) -> None:
     print(f"run directory: {run_dir}")
 
 
-def _sweep(s: dict, run_dir: Path, devices: list, progress: bool) -> Any:
+def _sweep(s: dict, run_dir: Path, devices: list, progress: bool, log_dir: Any = None) -> Any:
     import jaxlr
 
     run = build_task(s)
@@ -178,8 +178,7 @@ def _sweep(s: dict, run_dir: Path, devices: list, progress: bool) -> Any:
                        steps=s["steps"], batch_size=s["batch_size"], eval_data=task.eval_data,
                        eval_every=s["eval_every"] if by == "eval" else None, devices=devices,
                        checkpoint=str(run_dir / _records.CHECKPOINTS), progress=progress,
-                       chunk_size=s["chunk_size"],
-                       policy=policy)
+                       chunk_size=s["chunk_size"], policy=policy, log_dir=log_dir)
 
 
 def _tensorboard_dir(ns: argparse.Namespace, *, claim: bool = True) -> Path | None:
@@ -212,8 +211,9 @@ def _export_tensorboard(result: Any, out: Path) -> None:
 
 def _finish_sweep(s: dict, run_dir: Path, devices: list, ns: argparse.Namespace) -> int:
     t0 = time.perf_counter()
+    tensorboard = getattr(ns, "tensorboard", None)
     try:
-        result = _sweep(s, run_dir, devices, not ns.no_progress)
+        result = _sweep(s, run_dir, devices, not ns.no_progress, tensorboard)
     except KeyboardInterrupt:
         _info(f"\ninterrupted; continue with: jaxlr resume {_records.quote(run_dir)}")
         return 130
@@ -221,8 +221,9 @@ def _finish_sweep(s: dict, run_dir: Path, devices: list, ns: argparse.Namespace)
     summary = _records.save(result, run_dir, extra={"run_dir": str(run_dir),
                                                     "elapsed_s": round(elapsed, 2)})
     _print_sweep(summary, run_dir, ns.json)
-    if getattr(ns, "tensorboard", None) is not None:
-        _export_tensorboard(result, Path(ns.tensorboard))
+    if tensorboard is not None:  # written while it trained (sweep's log_dir)
+        _info(f"TensorBoard log: {tensorboard}; view it with: tensorboard --logdir "
+              f"{_records.quote(tensorboard)}")
     if not ns.json:
         _info(f"trained in {elapsed:.1f} s; re-print with: jaxlr report "
               f"{_records.quote(run_dir)}")
@@ -389,9 +390,10 @@ def _common(p: argparse.ArgumentParser, *, steps: int, seeds: str) -> None:
                    "run as a TOML config file and exit (save it, run it with --config)")
 
 
-_TENSORBOARD_HELP = ("also export the sweep to the TensorBoard log directory OUT (new, empty or "
-                     "an earlier export): a run per member with its hyperparameters (HParams) "
-                     "and curves; needs pip install jaxlr[tensorboard]")
+_TENSORBOARD_HELP = ("also write the sweep to the TensorBoard log directory OUT (new, empty or "
+                     "an earlier export; jaxlr sweep writes it while training, after each "
+                     "chunk): a run per member with its hyperparameters (HParams) and curves; "
+                     "needs pip install jaxlr[tensorboard]")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,9 +1,13 @@
 """TensorBoard export of a sweep: one TensorBoard run per member and the HParams experiment,
 so TensorBoard's scalar charts, HParams table and parallel-coordinates view show the sweep.
 
-Why from the host, after the sweep: the curves are already ``[M, steps]`` numpy arrays in the
-:class:`SweepResult`, so exporting costs the training nothing (no per-step host callback, no
-sync inside the compiled program), and a saved run (``jaxlr.load(dir)``) exports the same way.
+Two ways in, one format: :func:`write_tensorboard` exports a finished sweep (a saved run,
+``jaxlr.load(dir)``, too); :class:`LiveTensorBoard` is the between-chunk policy behind
+``jaxlr.sweep(..., log_dir=OUT)``, which writes each chunk's steps as soon as its curves reach
+the host, so TensorBoard shows a running sweep. Both write from the host, where the curves
+already are as numpy arrays: no per-step host callback, no sync inside the compiled program
+(a live log adds chunk ends, see ``sweep``'s ``log_dir``). A live log's files hold the same
+events as an export of the finished sweep's result (tested), except the wall times.
 
 Why ``tensorboard`` itself (``pip install jaxlr[tensorboard]``; no TensorFlow needed): it is
 the package that shows the export, so it is the one dependency a user needs anyway; its writer
@@ -25,6 +29,10 @@ What ``out`` holds:
   halving: its curves end at its rung);
 - ``jaxlr-tensorboard.json``: the mark of a jaxlr export and its runs.
 
+A live log appends to one event file per run (opened and closed at each chunk end: no file
+handle or writer thread per member); a resumed sweep clears the killed run's files and
+writes the restored steps again before its first new chunk.
+
 Non-finite values are left out (a diverged member's curve after it blew up, a pruned member's
 after its rung, the LR of an optimizer that records none): the curve ends where it stopped
 being finite, and the member's status says why. Wall times are the export's.
@@ -38,14 +46,16 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
 from jaxlr._records.records import read_json, write_json
-from jaxlr._sweep import SweepResult
+from jaxlr._sweep import ChunkDone, Grid, Policy, SweepResult
 
 MARK = "jaxlr-tensorboard.json"
 _FORMAT = "jaxlr-tensorboard"
@@ -67,13 +77,13 @@ def aux_tag(name: str) -> str:
     return f"eval/{'aux_loss' if name == 'loss' else name}"
 
 
-def run_names(result: SweepResult) -> list[str]:
+def run_names(grid: Grid) -> list[str]:
     """One folder name per member: its index (zero-padded) and hyperparameters, with any
     character outside ``[A-Za-z0-9._=,+-]`` replaced by ``_`` (at most 120 characters)."""
-    width = len(str(len(result) - 1))
+    width = len(str(len(grid) - 1))
     names = []
-    for i in range(len(result)):
-        hp = ",".join(f"{k}={v}" for k, v in result.grid[i].items())
+    for i in range(len(grid)):
+        hp = ",".join(f"{k}={v}" for k, v in grid[i].items())
         names.append(re.sub(r"[^A-Za-z0-9._=,+-]", "_", f"{i:0{width}d}-{hp}")[:120])
     return names
 
@@ -131,33 +141,69 @@ def _clear(path: Path, runs: list[str]) -> None:
             folder.rmdir()
 
 
-def _hparam_values(result: SweepResult) -> dict[str, list]:
+def _hparam_values(grid: Grid) -> dict[str, list]:
     """Each grid axis -> its members' values as Python scalars (float32 as typed: 0.1)."""
-    members = [result.grid[i] for i in range(len(result))]
-    return {k: [hp[k] for hp in members] for k in result.hparams}
+    members = [grid[i] for i in range(len(grid))]
+    return {k: [hp[k] for hp in members] for k in grid.columns}
 
 
-def _scalar_events(result: SweepResult, i: int, now: float) -> list:
-    """Member ``i``'s scalar events, one per step that has a finite value."""
+def _scalar_events(curves: dict[str, tuple[Any, np.ndarray]], now: float) -> list:
+    """One member's scalar events, one per step that has a finite value; ``curves``: tag ->
+    (steps, values)."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
     values: dict[int, list] = {}
-
-    def add(tag: str, steps: Any, curve: np.ndarray) -> None:
+    for tag, (steps, curve) in curves.items():
         for step, v in zip(np.asarray(steps).tolist(), np.asarray(curve).tolist()):
             if np.isfinite(v):
                 values.setdefault(int(step), []).append(
                     summary_pb2.Summary.Value(tag=tag, simple_value=v))
-
-    steps = np.arange(result.loss.shape[1])
-    add(TRAIN_LOSS, steps, result.loss[i])
-    add(TRAIN_LR, steps, result.lr[i])
-    if result.eval is not None:
-        add(EVAL_LOSS, result.eval_steps, result.eval[i])
-        for name, curve in result.eval_aux.items():
-            add(aux_tag(name), result.eval_steps, curve[i])
     return [event_pb2.Event(wall_time=now, step=step, summary=summary_pb2.Summary(value=v))
             for step, v in sorted(values.items())]
+
+
+def _member_curves(i: int, steps: Any, loss: np.ndarray, lr: np.ndarray, eval_steps: Any,
+                   eval_: np.ndarray | None, aux: dict[str, np.ndarray]) -> dict:
+    """Member ``i``'s tags -> (steps, values) from [M, ...] arrays of some steps."""
+    out = {TRAIN_LOSS: (steps, loss[i]), TRAIN_LR: (steps, lr[i])}
+    if eval_ is not None:
+        out[EVAL_LOSS] = (eval_steps, eval_[i])
+        out.update({aux_tag(name): (eval_steps, curve[i]) for name, curve in aux.items()})
+    return out
+
+
+def _experiment(grid: Grid, has_eval: bool, aux_names: Any, now: float) -> Any:
+    """The HParams experiment: the grid's axes with their values, and the metrics."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    columns = _hparam_values(grid)
+    axes = [hp.HParam(k, hp.Discrete(sorted(set(v)))) for k, v in columns.items()]
+    tags = [TRAIN_LOSS] + ([EVAL_LOSS, *map(aux_tag, aux_names)] if has_eval else [])
+    metrics = [hp.Metric(t, dataset_type=hp.Metric.TRAINING if t == TRAIN_LOSS else
+                         hp.Metric.VALIDATION) for t in tags]
+    return event_pb2.Event(wall_time=now, step=0, summary=hp.hparams_config_pb(
+        axes, metrics, time_created_secs=now))
+
+
+def _session_start(grid: Grid, names: list[str], now: float) -> list:
+    """Each member's HParams session start (its hyperparameters; group: its run)."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.hparams import summary_v2 as hp
+
+    columns = _hparam_values(grid)
+    return [event_pb2.Event(wall_time=now, step=0, summary=hp.hparams_pb(
+        {k: v[i] for k, v in columns.items()}, trial_id=name, start_time_secs=now))
+        for i, name in enumerate(names)]
+
+
+def _ended(diverged: bool, steps: int, now: float) -> Any:
+    """A member's session end: failure if it diverged, else success."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.plugins.hparams import api_pb2
+
+    status = api_pb2.STATUS_FAILURE if diverged else api_pb2.STATUS_SUCCESS
+    return event_pb2.Event(wall_time=now, step=int(steps), summary=_session_end(status, now))
 
 
 def _session_end(status: int, now: float):
@@ -182,6 +228,77 @@ def _write(directory: Path, events: list) -> None:
         writer.close()
 
 
+def _append(path: Path, events: list) -> None:
+    """Append ``events`` to the run's one event file ``path`` (created with TensorBoard's
+    file-version record first), through TensorBoard's own ``RecordWriter`` (the TFRecord
+    framing its reader parses), the file opened for this call only."""
+    from tensorboard.compat.proto import event_pb2
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    new = not path.exists()
+    with open(path, "ab") as f:
+        writer = RecordWriter(f)
+        if new:
+            writer.write(event_pb2.Event(wall_time=time.time(),
+                                         file_version="brain.Event:2").SerializeToString())
+        for event in events:
+            writer.write(event.SerializeToString())
+        writer.flush()
+
+
+class LiveTensorBoard(Policy):
+    """The between-chunk policy of ``jaxlr.sweep(..., log_dir=OUT)``: the same runs and
+    HParams experiment as :func:`write_tensorboard`, written while the sweep trains (each
+    chunk's steps once its curves are on the host; the session ends by :meth:`close`, with
+    the result). Only process 0 writes."""
+
+    __slots__ = ("path", "names", "files", "steps", "written", "evals", "on")
+
+    def __init__(self, out: str | os.PathLike, grid: Grid, steps: int, has_eval: bool,
+                 aux_names: Any):
+        self.on = jax.process_index() == 0
+        self.path = prepare_tensorboard_dir(out, claim=self.on)
+        self.names, self.steps = run_names(grid), steps
+        self.written, self.evals = 0, 0  # steps and evaluations already in the files
+        stamp = f"{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}.jaxlr"
+        self.files = [self.path / name / f"events.out.tfevents.{stamp}" for name in self.names]
+        if not self.on:
+            return
+        now = time.time()
+        _clear(self.path, _own_runs(self.path) or [])
+        write_json(self.path / MARK, {"format": _FORMAT, "runs": self.names,
+                                      "members": len(self.names)})
+        _write(self.path, [_experiment(grid, has_eval, aux_names, now)])
+        for file, start in zip(self.files, _session_start(grid, self.names, now)):
+            file.parent.mkdir(exist_ok=True)
+            _append(file, [start])
+
+    def record(self, done: ChunkDone) -> None:
+        """Write the steps and evaluations not yet written (after a resume: the restored ones
+        too, at the first chunk)."""
+        if not self.on:
+            return
+        curves, now = done.curves, time.time()
+        loss = np.concatenate(curves.loss, axis=1)[:, self.written:done.step]
+        lr = np.concatenate(curves.lr, axis=1)[:, self.written:done.step]
+        steps = np.arange(self.written, done.step)
+        evals = curves.eval_steps[self.evals:]
+        eval_ = np.stack(curves.eval[self.evals:], axis=1) if evals else None
+        aux = {k: np.stack(v[self.evals:], axis=1) for k, v in curves.aux.items()} if evals \
+            else {}
+        for i, file in enumerate(self.files):
+            _append(file, _scalar_events(_member_curves(i, steps, loss, lr, evals, eval_, aux),
+                                         now))
+        self.written, self.evals = done.step, len(curves.eval_steps)
+
+    def close(self, diverged: np.ndarray) -> None:
+        """End every member's session: failure for a diverged member, else success."""
+        if self.on:
+            now = time.time()
+            for file, bad in zip(self.files, np.asarray(diverged).tolist()):
+                _append(file, [_ended(bad, self.steps, now)])
+
+
 def write_tensorboard(result: SweepResult, out: str | os.PathLike) -> Path:
     """Export ``result`` to the TensorBoard log directory ``out`` (see the module docstring):
     one run per member (its hyperparameters as HParams; ``train/loss``, ``train/lr``,
@@ -198,33 +315,32 @@ def write_tensorboard(result: SweepResult, out: str | os.PathLike) -> Path:
     Raises:
         ValueError: ``out`` holds files jaxlr did not write (nothing is written then).
         ImportError: without ``pip install jaxlr[tensorboard]``.
+
+    Example:
+        >>> import tempfile, jax.numpy as jnp, jaxlr
+        >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+        >>> res = jaxlr.sweep(lambda key: jnp.zeros(1),
+        ...                   lambda w, b: jnp.mean((b[0] @ w - b[0][:, 0]) ** 2), (x,),
+        ...                   lambda hp: jaxlr.sgd(hp["lr"]), jaxlr.grid(lr=[0.1, 0.5]),
+        ...                   steps=5, batch_size=8, progress=False)
+        >>> out = jaxlr.write_tensorboard(res, tempfile.mkdtemp())
+        >>> sorted(p.name for p in out.iterdir() if p.is_dir())
+        ['0-lr=0.1', '1-lr=0.5']
+
+    References:
+        TensorBoard's HParams dashboard:
+        https://www.tensorflow.org/tensorboard/hyperparameter_tuning_with_hparams
     """
     path = prepare_tensorboard_dir(out)
-    from tensorboard.compat.proto import event_pb2
-    from tensorboard.plugins.hparams import api_pb2
-    from tensorboard.plugins.hparams import summary_v2 as hp
-
     now = time.time()
-    names = run_names(result)
+    names = run_names(result.grid)
     _clear(path, _own_runs(path) or [])
     write_json(path / MARK, {"format": _FORMAT, "runs": names, "members": len(result)})
-
-    columns = _hparam_values(result)
-    axes = [hp.HParam(k, hp.Discrete(sorted(set(v)))) for k, v in columns.items()]
-    tags = [TRAIN_LOSS] + ([EVAL_LOSS, *map(aux_tag, result.eval_aux)]
-                           if result.eval is not None else [])
-    metrics = [hp.Metric(t, dataset_type=hp.Metric.TRAINING if t == TRAIN_LOSS else
-                         hp.Metric.VALIDATION) for t in tags]
-    _write(path, [event_pb2.Event(wall_time=now, step=0, summary=hp.hparams_config_pb(
-        axes, metrics, time_created_secs=now))])
-
-    for i, name in enumerate(names):
-        start = hp.hparams_pb({k: v[i] for k, v in columns.items()}, trial_id=name,
-                              start_time_secs=now)
-        status = api_pb2.STATUS_FAILURE if result.diverged[i] else api_pb2.STATUS_SUCCESS
-        events = [event_pb2.Event(wall_time=now, step=0, summary=start),
-                  *_scalar_events(result, i, now),
-                  event_pb2.Event(wall_time=now, step=int(result.loss.shape[1]),
-                                  summary=_session_end(status, now))]
-        _write(path / name, events)
+    _write(path, [_experiment(result.grid, result.eval is not None, result.eval_aux, now)])
+    steps = np.arange(result.loss.shape[1])
+    for i, (name, start) in enumerate(zip(names, _session_start(result.grid, names, now))):
+        curves = _member_curves(i, steps, result.loss, result.lr, result.eval_steps,
+                                result.eval, result.eval_aux)
+        _write(path / name, [start, *_scalar_events(curves, now),
+                             _ended(bool(result.diverged[i]), result.loss.shape[1], now)])
     return path

@@ -59,6 +59,7 @@ def sweep(
     prune: SuccessiveHalving | None = None,
     policy: Policy | None = None,
     member_block: int | str | None = None,
+    log_dir: Any = None,
 ) -> SweepResult:
     r"""Train every member of ``grid`` in parallel: one compiled ``jit(vmap(scan))`` program.
 
@@ -161,6 +162,15 @@ def sweep(
             ``prune=``) or :func:`jaxlr.population_based` (the worst members copy the best
             ones' state and hyperparameters at intervals and explore them;
             ``SweepResult.history``, ``lineage(i)`` and ``schedule(i)`` record it).
+        log_dir: a TensorBoard log directory (new, empty, or an earlier jaxlr log; anything
+            else is refused before training): one run per member (hyperparameters as HParams;
+            ``train/loss``, ``train/lr``, ``eval/loss`` and aux metrics as scalars) and the
+            HParams experiment, written from the host after each chunk (so the run has chunk
+            ends, as with a progress bar: at most 200 steps apart by default), never by a
+            per-step callback; the files equal :func:`jaxlr.write_tensorboard`'s export of the
+            result. With categorical axes or ``member_block`` the members run as separate
+            sub-sweeps and the log is written once they have all finished.
+            ``pip install jaxlr[tensorboard]``.
 
     Returns:
         A :class:`SweepResult` with ``loss``/``lr`` ``[M, steps]``, ``eval``, ``diverged``,
@@ -181,6 +191,16 @@ def sweep(
     """
     policy = _one_policy(prune, policy)
     g = grid if isinstance(grid, Grid) else _grid(**grid)
+    records = None if log_dir is None else _records_for(log_dir)
+    if records is not None and (g.categorical or member_block is not None):
+        result = sweep(init, loss_fn, data, optimizer, g, steps=steps, batch_size=batch_size,
+                       eval_data=eval_data, eval_every=eval_every, devices=devices,
+                       checkpoint=checkpoint, progress=progress, chunk_size=chunk_size,
+                       divergence_factor=divergence_factor, divergence=divergence,
+                       policy=policy, member_block=member_block)
+        if jax.process_index() == 0:
+            records.write_tensorboard(result, log_dir)
+        return result
     if g.categorical:
         if isinstance(policy, SuccessiveHalving):
             raise ValueError("successive halving ranks settings across the grid, but the "
@@ -199,7 +219,8 @@ def sweep(
     plan = make_plan(loss_fn, data, optimizer, grid, steps=steps, batch_size=batch_size,
                      eval_data=eval_data, eval_every=eval_every, checkpoint=checkpoint,
                      progress=progress, chunk_size=chunk_size,
-                     divergence_factor=divergence_factor, divergence=divergence, policy=policy)
+                     divergence_factor=divergence_factor, divergence=divergence, policy=policy,
+                     logged=log_dir is not None)
     place = Placement(devices)
     inputs, plan = _place_inputs(plan, place, data, eval_data)
     fns = build(init, loss_fn, optimizer, plan, place, inputs.sample_batch, inputs.eval_data)
@@ -208,10 +229,15 @@ def sweep(
     first_lr = compile_cached(fns.initial_lr.lower(inputs.hp), place.devices)
     checks.initial_lrs(place.fetch(first_lr(inputs.hp))[:plan.m], plan.grid)
     fns, lowered = _fits(plan, fns, place, inputs)
-    out = loop.run(plan, fns, place, inputs, lowered, [] if policy is None else [policy])
+    live = None if records is None else records.LiveTensorBoard(
+        log_dir, plan.grid, steps, inputs.eval_data is not None, fns.aux_names)
+    out = loop.run(plan, fns, place, inputs, lowered,
+                   [p for p in (policy, live) if p is not None])
     params, rest, status = place.fetch(out.final, numpy=False)
     status = jax.tree.map(lambda x: np.asarray(x)[:plan.m], status)
     arrays = out.curves.to_arrays()
+    if live is not None:
+        live.close(~status.alive)
     return SweepResult(
         grid=plan.grid,
         loss=arrays["loss"][:, :steps],
@@ -248,6 +274,15 @@ def _in_blocks(member_block: Any, grid_: Any, checkpoint: Any, policy: Any, data
         except SweepTooLarge as e:
             block = fits_or_block(e, n_dev)
     return run_blocks(run, g, block, checkpoint)
+
+
+def _records_for(log_dir: Any) -> Any:
+    """The records layer (the TensorBoard writer), once ``log_dir`` is known to be one that
+    may receive a log (a lazy upward façade, see ``tests/test_layers.py``)."""
+    from jaxlr import _records
+
+    _records.prepare_tensorboard_dir(log_dir, claim=False)
+    return _records
 
 
 def _one_policy(prune: Any, policy: Any) -> Policy | None:

@@ -69,7 +69,7 @@ def make_plan(loss_fn: Callable, data: Any, optimizer: Callable, grid_: Grid | M
               steps: int, batch_size: int, eval_data: Any, eval_every: int | None,
               checkpoint: Any, progress: bool, chunk_size: int | None,
               divergence_factor: float, divergence: DivergenceRule | None,
-              policy: Policy | None) -> Plan:
+              policy: Policy | None, logged: bool = False) -> Plan:
     """Check ``sweep``'s arguments (eagerly, before anything is traced) and plan the run."""
     steps = int(hparam("steps", steps, gt=0, integer=True))
     batch_size = int(hparam("batch_size", batch_size, gt=0, integer=True))
@@ -105,8 +105,8 @@ def make_plan(loss_fn: Callable, data: Any, optimizer: Callable, grid_: Grid | M
     seeds, seed_pos = np.unique(cols["seed"], return_inverse=True)
     cols["_seed_pos"] = seed_pos.astype(np.int32)
     # with nothing to do between chunks, the default is the whole run: one program (below)
-    quiet = in_memory and not progress and checkpoint is None and policy is None and (
-        len(seeds) * steps * batch_size <= WHOLE_RUN_INDICES)
+    quiet = (in_memory and not progress and not logged and checkpoint is None and policy is None
+             and len(seeds) * steps * batch_size <= WHOLE_RUN_INDICES)
     k = (default_chunk(steps, eval_every, policy, quiet) if chunk_size is None else
          int(hparam("chunk_size", chunk_size, gt=0, integer=True)))
     if eval_every is not None and eval_every % k:
