@@ -412,6 +412,7 @@ def test_jaxlr_sweep_without_arguments(tmp_path):
     assert summary["members"] == 48 and summary["steps"] == 500
     assert summary["recommended"]["metrics"]["accuracy"]["mean"] > 0.95
     assert "48 members" in proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if "the first chunk" in ln]) == 1
 
 
 @pytest.mark.parametrize("argv", [

@@ -38,6 +38,29 @@ def test_progress_starts_a_resumed_run_at_its_step_and_keeps_it_out_of_the_rate(
     p.finish()
 
 
+def test_progress_prints_an_estimate_after_the_first_chunk_only(monkeypatch, capsys):
+    """The rest is estimated as remaining steps x the first chunk's time per step: 4 s for 20
+    steps, 80 steps to go -> 16 s (a fake clock); nothing for later chunks, nor when the first
+    chunk is the last."""
+    clock = iter([100.0, 104.0, 999.0])
+    monkeypatch.setattr("jaxlr._sweep.policies._now", lambda: next(clock))
+    p = Progress(100, 4)
+    curves = Curves(4)
+    for start in (0, 20):
+        curves.add_curves(np.arange(4), np.ones((4, 20)), np.ones((4, 20)))
+        p.record(ChunkDone(start, start + 20, np.arange(4), curves, None))
+    p.finish()
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "estimated" in ln]
+    assert lines == ["jaxlr sweep (4 members): the first chunk, 20 steps, took 4.0 s; "
+                     "estimated 16.0 s for the remaining 80 steps"]
+    one = Progress(20, 1)
+    curves = Curves(1)
+    curves.add_curves(np.arange(1), np.ones((1, 20)), np.ones((1, 20)))
+    one.record(ChunkDone(0, 20, np.arange(1), curves, None))
+    one.finish()
+    assert "estimated" not in capsys.readouterr().err
+
+
 def test_checkpointing_asks_for_every_chunk_end():
     c = Checkpointing("dir", {}, 7, barrier=lambda name: None)
     assert c.boundaries(20) == [7, 14, 20]

@@ -23,6 +23,8 @@ policy sees the evaluation of its step and a checkpoint holds the layout it chos
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -124,9 +126,12 @@ class Evaluation(Policy):
 
 
 class Progress(Policy):
-    """A tqdm bar over the steps, with the best recent loss."""
+    """A tqdm bar over the steps, with the best recent loss; after the first chunk (when more
+    are to come) one line with its time and an estimate of the rest:
+    ``remaining steps x (its time / its steps)`` (the chunk's time is from the bar's start to
+    its curves on the host: training only, the programs were compiled before)."""
 
-    __slots__ = ("bar",)
+    __slots__ = ("bar", "steps", "started", "estimated")
 
     def __init__(self, steps: int, m: int, done: int = 0, label: str = "jaxlr sweep"):
         from tqdm.auto import tqdm
@@ -134,15 +139,34 @@ class Progress(Policy):
         # a resumed run starts at ``done``: ``initial`` keeps those steps out of the rate
         self.bar = tqdm(total=steps, initial=done, desc=f"{label} ({m} members)", unit="step",
                         leave=False)
+        self.steps, self.started, self.estimated = steps, _now(), False
 
     def record(self, done: ChunkDone) -> None:
         last = done.curves.loss[-1][:, done.step - done.start - 1]
         self.bar.update(done.step - done.start)
         if np.isfinite(last).any():
             self.bar.set_postfix(best_loss=f"{np.nanmin(last):.4g}")
+        if not self.estimated and done.step < self.steps:
+            self.estimated = True
+            took, ran = _now() - self.started, done.step - done.start
+            rest = self.steps - done.step
+            self.bar.write(f"{self.bar.desc}: the first chunk, {ran} steps, took "
+                           f"{_duration(took)}; estimated {_duration(took * rest / ran)} for "
+                           f"the remaining {rest} steps", file=sys.stderr)
 
     def finish(self) -> None:
         self.bar.close()
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+def _duration(seconds: float) -> str:
+    """``12.3 s``, ``4.5 min`` or ``1.2 h``."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 class Checkpointing(Policy):
