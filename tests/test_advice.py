@@ -369,8 +369,8 @@ def test_recommendation_and_diagnosis_never_point_apart(digits):
     for row in s["rows"]:  # no setting is told to move toward a worse mean held-out loss
         mine = row["metrics"]["eval loss"]["mean"]
         for i in row["members"]:
-            m = re.search(r"the grid point (\S+) reached|lower the LR ~\S+x, to ([^ ,]+)",
-                          s["diagnosis"][i]["advice"])
+            m = re.search(r"the grid point (\S+) reached|(?:lower|raise) the LR ~\S+x, to "
+                          r"([^ ,]+)", s["diagnosis"][i]["advice"])
             if m is None:
                 continue
             target = float(m.group(1) or m.group(2))  # printed to 2 significant digits
@@ -383,21 +383,45 @@ def test_recommendation_and_diagnosis_never_point_apart(digits):
 
 
 # --- the recommendation's text ------------------------------------------------------------------
-def test_recommendation_says_it_is_the_seed_mean_and_what_best_returns():
-    """Setting 0.1 has the best mean (0.30, 0.32) but 1.0 the single best seed (0.25, 0.45)."""
+def test_one_recommendation_everywhere_the_seed_mean():
+    """Setting 0.1 has the best mean (0.30, 0.32) but 1.0 the single best seed (0.25, 0.45):
+    best()'s default, the summary, the table's star and the recommendation line all name 0.1;
+    best(over="member") is the single best seed, and the text says so."""
     lrs, seeds = np.repeat([0.01, 0.1, 1.0], 2), np.tile([0, 1], 3)
     held = [0.9, 0.9, 0.30, 0.32, 0.25, 0.45]
     res = make_result(np.stack([levelled(0.2)] * 6), lrs, held=held, seeds=seeds)
     s = _records.summarize(res)
     assert s["recommended"]["hparams"] == {"lr": 0.1} and s["recommended"]["member"] == 2
-    one = res.best()
-    assert s["recommended"]["best_member"] == {"member": one.index, "hparams": {"lr": 1.0},
+    best = res.best()
+    assert best.hparams == {"lr": 0.1} and best.value == pytest.approx(0.31)
+    assert best.std == pytest.approx(0.01)  # ddof 0 over the two seeds
+    assert res.best(over="seed") == best
+    one = res.best(over="member")
+    assert (one.index, one.hparams, one.value) == (4, {"lr": 1.0, "seed": 0},
+                                                   pytest.approx(0.25))
+    assert s["recommended"]["best_member"] == {"member": 4, "hparams": {"lr": 1.0},
                                                "seed": 0, "value": pytest.approx(0.25)}
+    starred = [ln for ln in res.table().splitlines() if ln.startswith("*")]
+    assert len(starred) == 1 and starred[0].split()[1] == "0.1"
     text = _records.format_recommendation(s)
-    assert 'lowest mean eval loss over seeds: result.best(over="seed")' in text.splitlines()[0]
+    assert "lowest mean eval loss over seeds: result.best()" in text.splitlines()[0]
     assert "best LR over seeds: " in text and "(90% bootstrap interval; " in text
-    assert ("result.best() ranks single members instead: lr=1, seed 0 (eval loss 0.25), the "
-            "best single seed, not the best setting") in text
+    assert ('result.best(over="member") ranks single members instead: lr=1, seed 0 (eval '
+            'loss 0.25), the best single seed, not the best setting') in text
+    with pytest.raises(ValueError, match="over must be None, 'seed' or 'member'"):
+        res.best(over="seeds")
+
+
+def test_a_sweeps_diagnosis_carries_and_prints_its_members_hyperparameters():
+    lrs, seeds = np.repeat([0.01, 0.1, 1.0], 2), np.tile([0, 7], 3)
+    res = make_result(np.stack([levelled(0.2)] * 6), lrs, seeds=seeds)
+    found = res.diagnose()
+    for i, d in enumerate(found):
+        assert d.hparams == {"lr": float(lrs[i]),
+                             "seed": int(seeds[i])}
+        assert str(d).startswith(f"lr={lrs[i]:g}, seed={seeds[i]}: {d.label}: {d.reason} -> ")
+    assert diagnose(levelled(0.2), 0.1).hparams is None  # a curve alone has none
+    assert str(diagnose(levelled(0.2), 0.1)).startswith("healthy: ")
 
 
 def test_recommendation_names_the_grid_edge_and_the_sensitivity():

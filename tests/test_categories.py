@@ -73,9 +73,12 @@ def test_against_a_hand_written_optax_loop_on_full_batches():
 
 def test_table_best_diagnosis_and_records_handle_categories(swept, tmp_path):
     table = swept.table().splitlines()
-    assert table[0].split()[:2] == ["optimizer", "lr"] and len(table) == 2 + 6
-    best = swept.best(over="seed")
+    end = next(i for i, line in enumerate(table) if line.startswith("recommended: "))
+    assert table[0].split()[:2] == ["optimizer", "lr"] and end == 2 + 6  # a row per setting
+    best = swept.best()
     assert best.hparams["optimizer"] in OPTIMIZERS
+    (starred,) = [line.split() for line in table[2:end] if line.startswith("*")]
+    assert starred[1:3] == [best.hparams["optimizer"], f"{best.hparams['lr']:.4g}"]
     labels = swept.diagnose()
     assert len(labels) == 12
     swept.save(tmp_path)

@@ -300,7 +300,8 @@ def test_gd_on_quadratics_too_slow_healthy_diverged():
         # plain GD below 2/L falls monotonically
         assert np.all(np.diff(loss[:2].astype(np.float64), axis=1) <= 1e-12 * loss[:2, :1])
     sweep = diagnose(loss, lr[:, 0])
-    assert "raise the LR" in sweep[0].advice and _num(sweep[0].advice, "grid point") > 0
+    assert "raise the LR" in sweep[0].advice and _num(sweep[0].advice, ", to") == pytest.approx(
+        float(lr[1, 0]), rel=0.05)  # toward the healthy grid point
     assert sweep[2].evidence["diverged_at"] == _first_blown(loss[2]) > 0
     assert "lower the LR" in sweep[2].advice
 
@@ -438,7 +439,9 @@ def test_context_too_slow_and_too_high_name_the_better_grid_point():
     slow = diagnose(loss, lr[:, 0])
     assert [d.label for d in slow[:2]] == ["too_slow", "too_slow"]
     assert slow[0].evidence["context_lr"] == pytest.approx(1.0)
-    assert re.search(r"the grid point 1 reached \S+ vs \S+", slow[0].advice)
+    assert re.search(r"a larger LR 1 reached \S+ vs \S+ here", slow[0].reason)
+    # the advice names the move, and does not repeat the reason's numbers
+    assert re.fullmatch(r"raise the LR ~\S+x, to 1", slow[0].advice), slow[0].advice
     # stuck: SGD at 1e-4/L barely moves; alone it is too slow with the numbers of its start/end
     stuck = diagnose(least_squares(np.array([1e-4]), rng)[0][0], 1e-4)
     assert stuck.label == "too_slow" and "barely moved" in stuck.reason
@@ -465,7 +468,8 @@ def test_batch_equals_rows_without_context_and_str_is_one_line():
     for a, b in zip(batch, rows):
         np.testing.assert_equal(a.evidence, b.evidence)
     d = batch[1]
-    assert isinstance(d, Diagnosis) and d._fields == ("label", "reason", "advice", "evidence")
+    assert isinstance(d, Diagnosis) and d._fields == ("label", "reason", "advice", "evidence",
+                                                      "hparams")
     assert str(d).startswith(f"{d.label}: ") and "\n" not in str(d) and " -> " in str(d)
     assert all(isinstance(v, (int, float)) for v in d.evidence.values())
     # 1.6/L is in the generator's oscillating range (mean-square unstable) and was not caught

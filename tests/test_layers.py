@@ -31,6 +31,7 @@ FACADES = {
     ("_sweep/result.py", "plot"): "_plot",
     ("_sweep/result.py", "diagnose"): "_diagnose",
     ("_sweep/result.py", "sensitivity"): "_diagnose",
+    ("_sweep/result.py", "table"): "_records",
     ("_sweep/api.py", "_records_for"): "_records",
     ("_finder/finder.py", "plot"): "_plot",
 }

@@ -210,6 +210,54 @@ def test_result_records_table_and_diagnosis(pruned, tmp_path):
             assert "pruned" not in d.reason
 
 
+def test_pruned_settings_are_tabulated_and_drawn_at_their_rung_never_as_diverged(pruned,
+                                                                               unpruned):
+    """A pruned member's value is its evaluation at its rung; the unpruned sweep ran the same
+    member identically up to there, so its eval at that step is the reference. The table and
+    the plot show that value (hollow squares, gid "pruned"); the red diverged markers are
+    for the settings with a diverged seed only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from jaxlr._plot import plot_sweep
+    from jaxlr._records import summarize
+
+    res, settings = pruned, GRID.settings()
+    stopped = [s for s in np.unique(settings) if (res.pruned_at[settings == s] >= 0).all()
+               and not res.diverged[settings == s].any()]
+    assert len(stopped) >= 4
+    expected = {}
+    for s in stopped:
+        idx = np.flatnonzero(settings == s)
+        col = list(unpruned.eval_steps).index(int(res.pruned_at[idx[0]]))
+        expected[float(LRS[s])] = float(np.mean(unpruned.eval[idx, col]))
+    first = settings == stopped[0]
+    rung = list(unpruned.eval_steps).index(int(res.pruned_at[first][0]))
+    np.testing.assert_allclose(res.at_stop("eval")[first], unpruned.eval[first, rung],
+                               rtol=1e-5)
+    rows = {row["hparams"]["lr"]: row for row in summarize(res)["rows"]}
+    for lr, value in expected.items():
+        (row,) = [r for k, r in rows.items() if k == pytest.approx(lr, rel=1e-6)]
+        assert row["metrics"]["eval loss"]["mean"] == pytest.approx(value, rel=1e-5)
+    ax = panels_of(plot_sweep(res))[1]
+    drawn = {float(x): float(y) for line in by_gid(ax, "pruned")
+             for x, y in zip(line.get_xdata(), line.get_ydata())}
+    assert sorted(drawn) == pytest.approx(sorted(expected), rel=1e-6)
+    for lr, value in expected.items():
+        assert drawn[min(drawn, key=lambda x: abs(x - lr))] == pytest.approx(value, rel=1e-5)
+    diverged_settings = {s for s in settings[res.diverged]}
+    marks = sum(len(line.get_xdata()) for line in by_gid(ax, "diverged"))
+    assert marks == len(diverged_settings)
+
+
+def panels_of(fig):
+    return [a for a in fig.axes if a.get_label() != "<colorbar>"]
+
+
+def by_gid(ax, gid):
+    return [line for line in ax.lines if line.get_gid() == gid]
+
+
 @pytest.mark.parametrize("call,match", [
     (lambda: jaxlr.successive_halving(min_steps=0), "min_steps must be > 0"),
     (lambda: jaxlr.successive_halving(reduction_factor=1), "reduction_factor must be an integer"),

@@ -232,8 +232,9 @@ def test_every_member_diverging_returns_without_raising():
     assert res.diverged.all()
     with pytest.raises(ValueError, match="every member diverged"):
         res.best(by="loss")
-    rows = res.table().splitlines()[2:]  # header and rule, then one row per setting
-    assert [row.split()[-1] for row in rows] == ["1/1", "1/1"]  # no seed axis: 1 member each
+    table = res.table().splitlines()  # header and rule, one row per setting, the verdict
+    assert [row.split()[-2:] for row in table[2:4]] == [["1/1", "diverged"]] * 2
+    assert table[4:] == ["no recommendation: every member diverged; lower the learning rates"]
 
 
 # --- 4. devices ------------------------------------------------------------------------------
@@ -400,9 +401,12 @@ def test_eval_and_aux_metrics_and_best_over_seeds():
     best_seeds = res.eval[:, -1].reshape(3, 2)[int(np.argmin(means))]
     assert best.value == pytest.approx(means.min(), rel=1e-6)
     assert best.std == pytest.approx(np.std(best_seeds), rel=1e-6)  # ddof 0, over the 2 seeds
-    assert res.best(by="mae").value == pytest.approx(res.eval_aux["mae"][:, -1].min(), rel=1e-6)
-    table = res.table()
-    assert "eval loss" in table and "mae" in table and len(table.splitlines()) == 5
+    mae = res.eval_aux["mae"][:, -1]
+    assert res.best(by="mae").value == pytest.approx(mae.reshape(3, 2).mean(1).min(), rel=1e-6)
+    assert res.best(by="mae", over="member").value == pytest.approx(mae.min(), rel=1e-6)
+    table = res.table().splitlines()
+    assert table[0].split()[:4] == ["lr", "eval", "loss", "mae"]
+    assert table[5].startswith("recommended: lr=")  # header, rule, 3 settings, then it
 
 
 # --- 6. bad input ----------------------------------------------------------------------------
@@ -461,7 +465,7 @@ def test_nnx_with_batchnorm_and_dropout():
                       lambda hp: jaxlr.adam(hp["lr"]), g, steps=40, batch_size=16,
                       eval_data=DATA, progress=False)
     assert not res.diverged.any() and res.loss[:, -5:].mean() < res.loss[:, :5].mean()
-    best = res.best(by="eval")
+    best = res.best(by="eval", over="member")  # one member: its params give its value
     model = best.params
     assert isinstance(model, NNXNet)
     # BatchNorm statistics were updated per member during training

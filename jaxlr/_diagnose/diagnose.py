@@ -47,7 +47,8 @@ LR_SPAN = 10.0  # every run of a group diverged at one step, its LRs spanning >=
 class Diagnosis(NamedTuple):
     """The diagnosis of one training run (one member of a sweep), as :func:`diagnose` returns it.
 
-    ``str(d)`` is a one-line summary: ``"label: reason -> advice"``.
+    ``str(d)`` is a one-line summary: ``"label: reason -> advice"``, led by the member's
+    hyperparameters and seed when it comes from a sweep (``"lr=0.1, seed=1: label: ..."``).
 
     Attributes:
         label: one of ``"diverged"``, ``"oscillating"``, ``"too_slow"``,
@@ -59,6 +60,8 @@ class Diagnosis(NamedTuple):
         advice: what to change, with a number where possible (e.g. the LR to try).
         evidence: the numbers behind ``reason`` and ``advice``, name -> float or int (e.g.
             ``second_half_share``, ``tail_cv``, ``diverged_at``, ``context_lr``).
+        hparams: the member's hyperparameters, seed included (:func:`diagnose_sweep`, i.e.
+            ``SweepResult.diagnose()``), or None for a curve diagnosed alone.
 
     Example:
         A loss that falls by 1% a step is still falling after 100 steps:
@@ -77,9 +80,13 @@ class Diagnosis(NamedTuple):
     reason: str  # the evidence in the curve, in numbers
     advice: str  # what to change, with a number where possible
     evidence: dict  # the numbers behind reason and advice: name -> float | int
+    hparams: dict | None = None  # the member's hyperparameters and seed (in a sweep)
 
     def __str__(self) -> str:
-        return f"{self.label}: {self.reason} -> {self.advice}"
+        who = "" if not self.hparams else ", ".join(
+            f"{k}={_fmt(v) if isinstance(v, float) else v}" for k, v in self.hparams.items()
+        ) + ": "
+        return f"{who}{self.label}: {self.reason} -> {self.advice}"
 
 
 def _fmt(x: float) -> str:
@@ -427,7 +434,8 @@ def _explain(i: int, label: str, f: dict, cut: dict, ctx: dict, twin: np.ndarray
     elif label == "too_slow":
         if j >= 0:
             reason = f"a larger LR {compared} here"
-            advice = (f"raise the LR ~{_fmt(float(value[j]) / lr)}x; the grid point {compared}")
+            advice = (f"raise the LR ~{_fmt(float(value[j]) / lr)}x, to "
+                      f"{_fmt(float(value[j]))}")
         else:
             reason = (f"the loss barely moved: {_fmt(start)} -> {_fmt(float(f['final'][i]))}"
                       if stuck[i] else
@@ -594,7 +602,7 @@ def diagnose(losses: Any, lrs: Any = None, *, groups: Any = None) -> Diagnosis |
         >>> curves = np.stack([gd(0.01), gd(1.0), gd(2.5)])
         >>> for d in diagnose(curves, [0.01, 1.0, 2.5]):
         ...     print(d.label, "|", d.advice)
-        too_slow | raise the LR ~100x; the grid point 1 reached ... vs 0.0...
+        too_slow | raise the LR ~100x, to 1
         healthy | keep the LR
         diverged | lower the LR to 1 or below (the largest LR that did not diverge), 2.5x lower
         >>> print(diagnose(gd(0.01)))
@@ -674,7 +682,8 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
             ``diverged_at``; ``eval`` [M, E] and ``eval_steps`` [E] when evaluated).
 
     Returns:
-        A list of M :class:`Diagnosis`, in member order.
+        A list of M :class:`Diagnosis`, in member order, each with its member's
+        ``hparams`` (``result.grid[i]``, seed included).
 
     Example:
         >>> import numpy as np, jaxlr
@@ -687,6 +696,8 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
         ...     diverged_at=np.array([-1, -1, 7]), state=((), ()), assemble=lambda p, r: p)
         >>> [d.label for d in diagnose_sweep(res)]
         ['too_slow', 'healthy', 'diverged']
+        >>> print(diagnose_sweep(res)[2])
+        lr=1.0: diverged: the loss became non-finite at step 7 -> lower the LR ~10x, to 0.1
 
         With eval data, LR 1.0 reaches the lowest training loss and the worst held-out loss:
 
@@ -710,6 +721,15 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
         the grid's edge: the Deep Learning Tuning Playbook,
         https://github.com/google-research/tuning_playbook
     """
+    found = _diagnose_members(result)
+    grid = getattr(result, "grid", None)
+    if grid is None:
+        return found
+    return [d._replace(hparams=grid[i]) for i, d in enumerate(found)]
+
+
+def _diagnose_members(result: Any) -> list[Diagnosis]:
+    """:func:`diagnose_sweep` without the members' hyperparameters."""
     loss = np.asarray(result.loss, dtype=np.float64)
     m = loss.shape[0] if loss.ndim == 2 else 0
     hp = {k: np.asarray(v).reshape(-1) for k, v in result.hparams.items()}

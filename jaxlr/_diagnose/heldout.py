@@ -81,8 +81,10 @@ def held_out_features(f: dict, curves: np.ndarray, steps: np.ndarray, setting: n
     fell = before - f["final"]
     noise = OVERFIT_SE * f["sigma"] * np.sqrt(1 / np.maximum(n, 1) + 1 / q)
     falling = fell >= np.maximum(OVERFIT_FALL * np.abs(before), noise)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero minimum: inf, as below
+        relative_rise = np.where(np.abs(h_min) > 0, rise / np.abs(h_min), np.inf)
     return dict(level=level, own=own, excluded=excluded, positive=level >= 0,
                 overfit=rose & falling, heldout_min=h_min,
                 heldout_min_step=steps[k] if steps.size else np.full(m, -1),
-                heldout_rise=np.where(np.abs(h_min) > 0, rise / np.abs(h_min), np.inf),
+                heldout_rise=relative_rise,
                 train_at_min=before, evals=np.full(m, h.shape[1]))

@@ -170,9 +170,11 @@ def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: A
     2. **Final metric vs learning rate** (log x): ``result.metric(by)`` for each setting, the
        mean ± std over seeds as error bars when the grid has a seed axis (diverged seeds left
        out), one series per value of the other grid axes. The best setting
-       (``result.best(by, over="seed" if seeds else None, mode=mode)``) is a gold star,
+       (``result.best(by, mode=mode)``: the mean over seeds when seeded) is a gold star,
        annotated with its hyperparameters and value (± std over seeds). Settings whose seeds
-       all diverged are red triangles on the top edge (hollow: only some seeds diverged).
+       all diverged are red triangles on the top edge (hollow: only some seeds diverged);
+       settings successive halving stopped are hollow squares at their value at the rung
+       (``result.at_stop(by)``), off the line that joins the settings that ran to the end.
     3. **Learning rate vs step** (log y when the LRs span a decade), only when the members' LR
        curves differ in shape (e.g. a grid over ``warmup_steps``, or a plateau controller); LR
        curves that differ only by the swept factor are already told by the colour.
@@ -312,7 +314,8 @@ def _lineage_panel(mpl: Any, fig: Any, ax: Any, result: Any, by: str, mode: str,
 
 def _metric_panel(mpl: Any, ax: Any, result: Any, by: str, mode: str, name: str | None,
                   xlabel: str, log_x: bool) -> None:
-    metric = np.asarray(result.metric(by), np.float64)
+    metric = np.asarray(result.at_stop(by), np.float64)  # pruned: the value at its rung
+    pruned = np.asarray(result.pruned_at) >= 0
     bad = np.asarray(result.diverged, bool) | ~np.isfinite(metric)
     hp = result.hparams
     has_seed = "seed" in hp and len(np.unique(hp["seed"])) > 1
@@ -328,15 +331,24 @@ def _metric_panel(mpl: Any, ax: Any, result: Any, by: str, mode: str, name: str 
         ok = metric[idx][~bad[idx]]
         mean = float(ok.mean()) if ok.size else np.nan
         std = float(ok.std()) if ok.size > 1 else 0.0
-        series.setdefault(key, []).append((xv, mean, std, int(bad[idx].sum()), len(idx)))
+        series.setdefault(key, []).append((xv, mean, std, int(bad[idx].sum()), len(idx),
+                                           bool(pruned[idx].all())))
 
     shown: set[str] = set()
     for s, (key, rows) in enumerate(series.items()):
         rows.sort()
-        xv, mean, std, nbad, n = (np.asarray(c) for c in zip(*rows))
+        xv, mean, std, nbad, n, stopped = (np.asarray(c) for c in zip(*rows))
         label = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(others, key)) or None
-        ax.errorbar(xv, mean, yerr=std if has_seed else None, marker="o", ms=5, capsize=3,
-                    lw=1.4, color=f"C{s % 10}", label=label, gid="metric")
+        run = ~stopped  # the line joins the settings that ran to the end
+        ax.errorbar(xv[run], mean[run], yerr=std[run] if has_seed else None, marker="o", ms=5,
+                    capsize=3, lw=1.4, color=f"C{s % 10}", label=label, gid="metric")
+        cut = stopped & (nbad < n)  # pruned by successive halving: its value at its rung
+        if cut.any():
+            what = "pruned (value at its rung)"
+            ax.plot(xv[cut], mean[cut], ls="none", marker="s", ms=6, mfc="none",
+                    mec=f"C{s % 10}", mew=1.3, zorder=4, gid="pruned",
+                    label=what if what not in shown else f"_{what}")
+            shown.add(what)
         for which, fill in ((nbad == n, _DIVERGED), ((nbad > 0) & (nbad < n), "none")):
             if which.any():  # on the top edge, in axes coordinates (y = 0.97)
                 what = ("diverged" if not has_seed else "all seeds diverged"
@@ -357,10 +369,10 @@ def _metric_panel(mpl: Any, ax: Any, result: Any, by: str, mode: str, name: str 
         ax.set_xticks(np.arange(len(names)), names)
         ax.set_xlim(-0.5, len(names) - 0.5)
     finite = metric[~bad]
-    if _use_log(finite):
+    if _use_log(finite[np.isfinite(finite)]):
         ax.set_yscale("log")
     try:
-        best = result.best(by, over="seed" if has_seed else None, mode=mode)
+        best = result.best(by, mode=mode)  # the recommendation (over seeds when seeded)
     except ValueError:
         best = None
         ax.text(0.5, 0.5, "every member diverged:\nlower the learning rates", ha="center",

@@ -26,6 +26,7 @@ from jaxlr._records.records import (
     read_config,
     read_json,
     result_arrays,
+    result_table,
     save,
     save_finder,
     summarize,
@@ -41,5 +42,5 @@ __all__ = ["CHECKPOINTS", "CONFIG", "ENVIRONMENT", "FINDER", "FINDER_PNG", "RESU
            "SWEEP_PNG", "digest", "environment", "finder_summary", "format_finder",
            "format_recommendation", "format_table", "load", "make_run_dir", "package_version",
            "plain", "plot_finder_png", "plot_sweep_png", "quote", "read_config", "read_json",
-           "result_arrays", "save", "save_finder", "summarize", "write_json",
+           "result_arrays", "result_table", "save", "save_finder", "summarize", "write_json",
            "prepare_tensorboard_dir", "write_tensorboard", "LiveTensorBoard"]

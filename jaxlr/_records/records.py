@@ -10,9 +10,9 @@ result files alone) holds:
   [M, E], ``eval_steps`` [E], ``diverged``, ``diverged_at``, ``pruned_at`` [M], ``hp_<name>``
   [M] (the grid's columns, in the order of ``hparam_names``); or ``finder.npz`` (an LR range test);
 - ``summary.json``: the table rows (mean ± std over seeds), the recommended setting (with
-  the grid edge it sits on, if any, and what ``result.best()`` without ``over="seed"`` would
-  pick), the LR sensitivity of each LR sweep, each member's diagnosis, and a SHA-256 of the
-  result arrays (equal digests = equal arrays);
+  the grid edge it sits on, if any, and what ``result.best(over="member")``, the single best
+  member, would pick), the LR sensitivity of each LR sweep, each member's diagnosis, and a
+  SHA-256 of the result arrays (equal digests = equal arrays);
 - ``sweep.png`` / ``finder.png`` (with matplotlib) and ``checkpoints/`` (the sweep's).
 
 Files are written to a temporary name and renamed into place, so a killed run never leaves a
@@ -269,12 +269,13 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
     and the diagnosis of every member.
 
     - ``rows``: one per setting, the mean ± std over seeds of each final metric (diverged seeds
-      left out), the members' diagnosis labels.
-    - ``recommended``: ``result.best(by, over="seed")`` with ``by="eval"`` when the sweep was
-      evaluated (else the final training loss): the lowest mean over seeds, a setting with a
-      diverged seed never the best. ``result.best()`` without ``over="seed"`` ranks single
-      members instead (the luckiest seed): ``recommended["best_member"]`` is what it returns,
-      so the two can be told apart. ``recommended["grid_edge"]``: when the recommended LR is the
+      left out; a setting successive halving stopped: its value at its rung, ``pruned_at``),
+      the members' diagnosis labels.
+    - ``recommended``: ``result.best(by)`` with ``by="eval"`` when the sweep was evaluated
+      (else the final training loss): with seeds, the lowest mean over seeds, a setting with a
+      diverged seed never the best. ``result.best(over="member")`` ranks single members
+      instead (the luckiest seed): ``recommended["best_member"]`` is what it returns, so the
+      two can be told apart. ``recommended["grid_edge"]``: when the recommended LR is the
       smallest or largest of its LR sweep (of >= 2 LRs), the edge and the LR a decade beyond it
       (``extend_to``), else None.
     - ``sensitivity``: :meth:`SweepResult.sensitivity` (by the same metric) per setting of the
@@ -311,21 +312,26 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
     if isinstance(diagnosis, str):
         diagnosis = diagnoses(result)
     by = "eval" if result.eval is not None else "loss"
-    metrics = {("eval loss" if by == "eval" else "final loss"): result.metric(by)}
-    metrics.update({name: result.metric(name) for name in sorted(result.eval_aux)})
+    # a member stopped by successive halving shows its value at its rung ("pruned at")
+    metrics = {("eval loss" if by == "eval" else "final loss"): result.at_stop(by)}
+    metrics.update({name: result.at_stop(name) for name in sorted(result.eval_aux)})
     hp = result.hparams
     seeds = np.unique(hp["seed"]) if "seed" in hp else np.zeros(1)
     copied = result.copied()  # population-based: the best is one slot, with its lineage
-    over = "seed" if "seed" in hp and not copied else None
+    over = "seed" if "seed" in hp and not copied else "member"  # best()'s default
     try:
-        best = result.best(by=by, over=over)
+        best = result.best(by=by)
     except ValueError:
         best = None
+    end = result.final_hparams() if copied else None
+    # one row per setting (its seeds), or after population-based training one per slot
+    groups = ([np.asarray([i]) for i in range(len(result))] if copied else
+              list(result.by_setting().values()))
     diverged = np.asarray(result.diverged, bool)
     pruned = np.asarray(result.pruned_at) >= 0
     labels = [d.label for d in diagnosis] if diagnosis is not None else None
     rows = []
-    for idx in result.by_setting().values():
+    for idx in groups:
         i0 = int(idx[0])
         keep = idx[~diverged[idx]]
         row_labels = [labels[i] for i in idx] if labels else []
@@ -345,6 +351,9 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
             "diagnosis": label,
             "labels": row_labels,
             "best": best is not None and best.index in idx,
+            **({"slot": i0, "end": {k: _hp_value(v[i0]) for k, v in end.items()
+                                    if k != "seed"},
+                "seed": _hp_value(hp["seed"][i0]) if "seed" in hp else 0} if copied else {}),
         })
     sensitivity = None if copied else _sensitivity(result, by)
     recommended = None
@@ -380,7 +389,7 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
         "diverged": int(diverged.sum()),
         "pruned": int(pruned.sum()),
         "label_counts": dict(Counter(labels)) if labels else {},
-        "copied": copied,  # population-based: rows are the settings the slots started from
+        "copied": copied,  # population-based: a row per slot, its start and end hparams
         "sensitivity": sensitivity,
         "diagnosis": ([_diagnosis_dict(d) for d in diagnosis] if diagnosis is not None
                       else None),
@@ -425,9 +434,9 @@ def _grid_edge(result: SweepResult, i: int, group: dict) -> dict | None:
 
 
 def _best_member(result: SweepResult, by: str) -> dict | None:
-    """What ``result.best(by)`` (no ``over``) returns: the single best member."""
+    """What ``result.best(by, over="member")`` returns: the single best member."""
     try:
-        b = result.best(by=by)
+        b = result.best(by=by, over="member")
     except ValueError:
         return None
     seed = result.hparams["seed"][b.index].item() if "seed" in result.hparams else None
@@ -441,15 +450,23 @@ def _num(v: Any) -> str:
 
 
 def format_table(summary: dict[str, Any]) -> str:
-    """The summary's rows as an aligned text table (``*`` marks the recommended setting)."""
+    """The summary's rows as an aligned text table: one row per setting (mean ± std over its
+    seeds that did not diverge), ``*`` marking the recommended one, and the diagnosis; after
+    population-based training one row per slot, with its start and end hyperparameters.
+    The one renderer of :meth:`SweepResult.table`, ``jaxlr sweep`` and ``jaxlr report``."""
     names, metric_names = summary["axes"], summary["metric_names"]
-    pruning = bool(summary.get("pruned"))
-    start = " (start)" if summary.get("copied") else ""
-    header = ["", *(f"{k}{start}" for k in names), *metric_names, "diverged",
-              *(["pruned at"] if pruning else []), "diagnosis"]
+    pruning, copied = bool(summary.get("pruned")), bool(summary.get("copied"))
+    seeded = copied and len(summary.get("seeds", [0])) > 1
+    header = ["", *(["slot"] if copied else []),
+              *(f"{k} start" if copied else k for k in names),
+              *(f"{k} end" for k in names if copied), *(["seed"] if seeded else []),
+              *metric_names, "diverged", *(["pruned at"] if pruning else []), "diagnosis"]
     lines = []
     for row in summary["rows"]:
-        cells = ["*" if row["best"] else "", *(_num(row["hparams"][k]) for k in names)]
+        cells = ["*" if row["best"] else "", *([str(row["slot"])] if copied else []),
+                 *(_num(row["hparams"][k]) for k in names),
+                 *(_num(row["end"][k]) for k in names if copied),
+                 *([str(row["seed"])] if seeded else [])]
         for m in metric_names:
             s = row["metrics"][m]
             if s["mean"] is None:
@@ -472,10 +489,17 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines)])
 
 
+def result_table(result: SweepResult) -> str:
+    """:meth:`SweepResult.table`: :func:`format_table` and :func:`format_recommendation` of
+    :func:`summarize` (the same text ``jaxlr sweep`` prints)."""
+    summary = summarize(result)
+    return format_table(summary) + "\n" + format_recommendation(summary)
+
+
 def format_recommendation(summary: dict[str, Any]) -> str:
     """A few lines: the recommended setting with its metrics over seeds and how it was ranked
-    (the mean over seeds: ``result.best(over="seed")``; and what ``result.best()`` picks when
-    that differs), the grid edge it sits on, its LR sweep's sensitivity (one line, see
+    (``result.best()``: the mean over seeds when seeded; and what ``result.best(over="member")``
+    picks when that differs), the grid edge it sits on, its LR sweep's sensitivity (one line, see
     :func:`format_sensitivity`) and its member's diagnosis."""
     rec = summary["recommended"]
     if rec is None:
@@ -489,14 +513,15 @@ def format_recommendation(summary: dict[str, Any]) -> str:
     seeds = f" over {rec['seeds']} seeds" if rec["seeds"] > 1 else ""
     by = "eval loss" if rec["by"] == "eval" else "final training loss"
     if rec.get("ranking") == "mean over seeds":
-        how = f"lowest mean {by} over seeds: result.best(over=\"seed\")"
+        how = f"lowest mean {by} over seeds: result.best()"
     else:
         how = f"lowest {by}"
     text = f"recommended: {what}  ({', '.join(parts)}{seeds}; {how})"
     one = rec.get("best_member")
     if one is not None and one["hparams"] != rec["hparams"]:
         single = ", ".join(f"{k}={_num(v)}" for k, v in one["hparams"].items())
-        text += (f"\n  result.best() ranks single members instead: {single}, seed {one['seed']}"
+        text += (f"\n  result.best(over=\"member\") ranks single members instead: {single}, "
+                 f"seed {one['seed']}"
                  f" ({by} {_num(one['value'])}), the best single seed, not the best setting")
     edge = rec.get("grid_edge")
     if edge:

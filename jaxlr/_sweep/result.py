@@ -18,10 +18,10 @@ class Best(NamedTuple):
     """The best hyperparameter setting of a sweep (:meth:`SweepResult.best`).
 
     Attributes:
-        index: the member index (with ``over="seed"``: the best seed of the best setting).
-        hparams: that member's hyperparameters (without ``seed`` when ``over="seed"``).
-        value: the metric (the mean over the setting's seeds when ``over="seed"``).
-        std: its standard deviation over the seeds, ddof 0 (0.0 without ``over="seed"``).
+        index: the member index (ranked over seeds: the best seed of the best setting).
+        hparams: that member's hyperparameters (without ``seed`` when ranked over seeds).
+        value: the metric (the mean over the setting's seeds when ranked over seeds).
+        std: its standard deviation over the seeds, ddof 0 (0.0 for a single member).
         params: the trained params / model of member ``index`` (None when a loaded result
             cannot restore them).
 
@@ -31,15 +31,15 @@ class Best(NamedTuple):
         >>> res = jaxlr.sweep(lambda k: jnp.zeros(1), lambda w, b: jnp.mean(
         ...     (b[0] @ w - 2.0 * b[0][:, 0]) ** 2), (x,), lambda hp: jaxlr.sgd(hp["lr"]),
         ...     jaxlr.grid(lr=[0.01, 0.5], seed=2), steps=20, batch_size=8, progress=False)
-        >>> best = res.best(by="loss", over="seed")
+        >>> best = res.best(by="loss")  # the mean over the two seeds
         >>> best.hparams, best.params.shape
         ({'lr': 0.5}, (1,))
     """
 
-    index: int  # member index (with over="seed": the best seed of the best setting)
-    hparams: dict  # that member's hyperparameters (without "seed" when over="seed")
-    value: float  # the metric (mean over seeds when over="seed")
-    std: float  # its standard deviation over seeds (0.0 without over="seed")
+    index: int  # member index (over seeds: the best seed of the best setting)
+    hparams: dict  # that member's hyperparameters (without "seed" over seeds)
+    value: float  # the metric (mean over seeds when ranked over seeds)
+    std: float  # its standard deviation over seeds (0.0 for a single member)
     params: Any  # the trained params / model of member ``index``
 
     def __repr__(self) -> str:
@@ -236,30 +236,59 @@ class SweepResult:
                              f"{sorted(self.eval_aux)}, got by={by!r}")
         return self.eval_aux[by][:, -1]
 
+    def at_stop(self, by: str = "loss") -> np.ndarray:
+        """[M] :meth:`metric`, except that a member successive halving stopped gets the value
+        it had at its rung (``pruned_at``): for "eval" or an aux metric its evaluation at that
+        step (the one it was ranked by), for "loss" the mean of the last 10% of its steps
+        there. What tables and plots show for a pruned member; never used to rank (a pruned
+        member is never the best)."""
+        value = np.array(self.metric(by), dtype=np.float64)
+        for i in np.flatnonzero(np.asarray(self.pruned_at) >= 0):
+            stop = int(self.pruned_at[i])
+            if by == "loss":
+                value[i] = tail_mean(self.loss[i:i + 1, :stop])[0]
+            else:
+                curve = self.eval if by == "eval" else self.eval_aux[by]
+                at = np.flatnonzero(np.asarray(self.eval_steps) == stop)
+                value[i] = curve[i, at[0]] if at.size else np.nan
+        return value
+
     def best(self, by: str | None = None, over: str | None = None, mode: str = "min") -> Best:
-        """The best member, ignoring diverged members.
+        """The recommended setting: the best by ``by``, ignoring diverged members.
+
+        With seeds in the grid (a ``seed`` axis), the default ranks each setting by its mean
+        over its seeds (``over="seed"``; a setting with a diverged seed is never the best):
+        the setting a reproduction would get, not the luckiest seed. It is the same setting
+        the CLI recommends, ``table()`` and the plots mark and ``summary.json`` records.
+        ``over="member"`` ranks single members instead. After population-based training the
+        slots are ranked alone (their hyperparameters changed along the run).
 
         Args:
             by: "eval" (default when eval data was given), "loss", or an aux metric name.
-            over: None, or "seed" to rank each setting by its mean over seeds (std reported).
+            over: None (default: "seed" when the grid has a seed axis and no slot was copied
+                by population-based training, else "member"), "seed" or "member".
             mode: "min" or "max" (e.g. ``by="accuracy", mode="max"``).
 
         Returns:
-            A :class:`Best` (index, hparams, value, std, params); after population-based
-            training, ``hparams`` are the slot's final ones (:meth:`final_hparams`).
+            A :class:`Best` (index, hparams, value, std, params); ranked over seeds: the best
+            seed of the best setting, the mean and std over its seeds, hparams without
+            ``seed``. After population-based training, ``hparams`` are the slot's final ones
+            (:meth:`final_hparams`).
         """
         by = by or ("eval" if self.eval is not None else "loss")
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got mode={mode!r}")
-        if over not in (None, "seed"):
-            raise ValueError(f"over must be None or 'seed', got over={over!r}")
+        if over not in (None, "seed", "member"):
+            raise ValueError(f"over must be None, 'seed' or 'member', got over={over!r}")
+        if over is None:
+            over = "seed" if "seed" in self.hparams and not self.copied() else "member"
         sign = 1.0 if mode == "min" else -1.0
         score = sign * self.metric(by).astype(np.float64)
         score = np.where(self.diverged | ~np.isfinite(score), np.inf, score)
         if np.all(np.isinf(score)):
             raise ValueError("every member diverged (or has no finite metric): there is no best; "
                              "lower the learning rates")
-        if over is None:
+        if over == "member":
             i = int(np.argmin(score))
             return Best(i, Grid(self.final_hparams())[i], float(sign * score[i]), 0.0,
                         self._params_or_none(i))
@@ -355,52 +384,28 @@ class SweepResult:
         return self._assemble(params, rest)
 
     def table(self) -> str:
-        """A printable summary: one row per setting, mean ± std over its non-diverged seeds
-        (after population-based training: one row per slot, its start and end values)."""
-        if self.copied():
-            return self._slot_table()
-        names = [k for k in self.hparams if k != "seed"]
-        cols = ["final loss"] + (["eval loss"] if self.eval is not None else [])
-        cols += sorted(self.eval_aux)
-        pruning = bool((self.pruned_at >= 0).any())
-        header = names + cols + ["diverged"] + (["pruned at"] if pruning else [])
-        rows = []
-        for key, idx in self.by_setting().items():
-            cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in key]
-            for c in cols:
-                vals = (self.final_loss() if c == "final loss" else
-                        self.metric("eval") if c == "eval loss" else self.metric(c))[idx]
-                ok = vals[np.isfinite(vals) & ~self.diverged[idx]]  # as best(): diverged out
-                spread = f" ± {ok.std():.2g}" if len(idx) > 1 and ok.size else ""
-                cells.append(f"{ok.mean():.4g}{spread}" if ok.size else "—")
-            cells.append(f"{int(self.diverged[idx].sum())}/{len(idx)}")
-            if pruning:
-                at = int(self.pruned_at[idx[0]])
-                cells.append(str(at) if at >= 0 else "")
-            rows.append(cells)
-        return _render(header, rows)
+        """A printable summary, the same text ``jaxlr sweep`` prints: one row per setting
+        (mean ± std over its seeds that did not diverge, its diagnosis; ``*`` marks the
+        recommended setting, :meth:`best`'s), then the recommendation with its grid edge and
+        its LR sweep's sensitivity (:meth:`sensitivity`). After population-based training,
+        one row per slot with its start and end hyperparameters.
 
-    def _slot_table(self) -> str:
-        """One row per slot: its grid (start) and final values, final metrics, diverged."""
-        names = [k for k in self.hparams if not k.startswith("_")]
-        end = self.final_hparams()
-        cols = ["final loss"] + (["eval loss"] if self.eval is not None else [])
-        cols += sorted(self.eval_aux)
-        header = ["slot", *[f"{k} start" for k in names if k != "seed"],
-                  *[f"{k} end" for k in names if k != "seed"], *(["seed"] if "seed" in names
-                                                                else []), *cols, "diverged"]
-        metrics = [self.final_loss() if c == "final loss" else self.metric(
-            "eval" if c == "eval loss" else c) for c in cols]
-        show = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
-        rows = []
-        for i in range(len(self)):
-            start, last = self.grid[i], Grid(end)[i]
-            rows.append([str(i), *[show(start[k]) for k in names if k != "seed"],
-                         *[show(last[k]) for k in names if k != "seed"],
-                         *([str(start["seed"])] if "seed" in names else []),
-                         *[f"{m[i]:.4g}" if np.isfinite(m[i]) else "—" for m in metrics],
-                         "yes" if self.diverged[i] else "no"])
-        return _render(header, rows)
+        Returns:
+            The text (``jaxlr._records.format_table`` and ``format_recommendation`` of
+            ``jaxlr._records.summarize``: one renderer for the API and the CLI).
+
+        Example:
+            >>> import jax.numpy as jnp, jaxlr
+            >>> x = jnp.linspace(-1.0, 1.0, 32)[:, None]
+            >>> res = jaxlr.sweep(lambda k: jnp.zeros(1), lambda w, b: jnp.mean(
+            ...     (b[0] @ w - 2.0 * b[0][:, 0]) ** 2), (x,), lambda hp: jaxlr.sgd(hp["lr"]),
+            ...     jaxlr.grid(lr=[0.01, 0.1, 0.5]), steps=20, batch_size=8, progress=False)
+            >>> print(res.table().splitlines()[0].split())
+            ['lr', 'final', 'loss', 'diverged', 'diagnosis']
+        """
+        from jaxlr import _records
+
+        return _records.result_table(self)
 
     def compare(self, axis: str = "optimizer", by: str | None = None, mode: str = "min",
                 text: bool = False) -> Any:
@@ -533,8 +538,3 @@ def _summary(params: Any) -> str:
     return f"<{type(params).__name__}: {len(leaves)} arrays, {size} values>"
 
 
-def _render(header: list[str], rows: list[list[str]]) -> str:
-    """Right-aligned text columns under a header and a rule."""
-    widths = [max(len(r[j]) for r in [header, *rows]) for j in range(len(header))]
-    fmt = lambda r: "  ".join(c.rjust(w) for c, w in zip(r, widths))
-    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *map(fmt, rows)])
