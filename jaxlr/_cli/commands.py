@@ -33,12 +33,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from jaxlr import _records
 from jaxlr._cli import config
 from jaxlr._cli.tasks import (
     DATASETS,
+    LR_FREE,
     MODELS,
     OPTIMIZER_PARAMS,
     OPTIMIZERS,
@@ -47,7 +46,10 @@ from jaxlr._cli.tasks import (
     SCHEDULES,
     UsageError,
     build_task,
+    categorical_axes,
+    grid_of,
     make_optimizer,
+    names_of,
     resolve,
     swept,
     task_of,
@@ -115,8 +117,8 @@ def _write_config(run_dir: Path, s: dict, ns: argparse.Namespace, argv: Sequence
 
     s["devices"] = len(devices)
     grid = {"axes": swept(s), "seeds": s["seeds"],
-            "members": int(np.prod([len(v) for v in swept(s).values()] or [1])) * len(
-                s["seeds"])}
+            **{k: names_of(s, k) for k in categorical_axes(s)},
+            "members": len(grid_of(s)) if s["command"] == "sweep" else len(s["seeds"])}
     _records.write_json(run_dir / _records.CONFIG, {
         "command": s["command"], "jaxlr_version": jaxlr.__version__, "argv": list(argv),
         "args": {k: v for k, v in vars(ns).items()},
@@ -129,11 +131,15 @@ def _write_config(run_dir: Path, s: dict, ns: argparse.Namespace, argv: Sequence
 def _describe(s: dict, devices: list) -> str:
     axes = swept(s)
     n_seeds = len(s["seeds"])
-    shape = " x ".join([*(f"{len(v)} {k}" for k, v in axes.items()),
+    cat = categorical_axes(s)
+    shape = " x ".join([*(f"{len(names_of(s, k))} {k}s" for k in cat),
+                        *(f"{len(v)} {k}" for k, v in axes.items()),
                         f"{n_seeds} seed{'s' * (n_seeds != 1)}"])
-    members = int(np.prod([len(v) for v in axes.values()] or [1])) * len(s["seeds"])
+    if "optimizer" in cat and any(o in LR_FREE for o in names_of(s, "optimizer")):
+        shape += "; LR-free methods at lr 1"
+    members = len(grid_of(s)) if s["command"] == "sweep" else n_seeds
     kind = devices[0].platform if devices else "?"
-    what = (f"{s['schedule']} schedule" if "schedule" in s else
+    what = (f"{','.join(names_of(s, 'schedule'))} schedule" if "schedule" in s else
             f"LR ramp {s['min_lr']:g}..{s['max_lr']:g}")
     prune, pbt = s.get("prune"), s.get("pbt")
     halving = (f"; successive halving from step {prune['min_steps']}, factor "
@@ -147,7 +153,7 @@ def _describe(s: dict, devices: list) -> str:
     else:
         model = f"{s['model']} on {s['dataset']}"
     return (f"jaxlr {s['command']}: {members} members ({shape}); {model}, "
-            f"{s['optimizer']}, {what}, {s['steps']} steps of batch "
+            f"{','.join(names_of(s, 'optimizer'))}, {what}, {s['steps']} steps of batch "
             f"{s['batch_size']}{halving}; {len(devices)} {kind} device(s)")
 
 
@@ -157,6 +163,8 @@ def _print_sweep(summary: dict, run_dir: Path, as_json: bool) -> None:
         return
     print(_records.format_table(summary))
     print(_records.format_recommendation(summary))
+    if summary.get("comparison"):
+        print(_records.format_comparison(summary))
     counts = summary.get("label_counts") or {}
     if counts:
         print("diagnosis: " + ", ".join(f"{n} {k}" for k, n in sorted(
@@ -370,8 +378,11 @@ def _common(p: argparse.ArgumentParser, *, steps: int, seeds: str) -> None:
                    "1 for --model cnn)")
     o = p.add_argument_group("optimizer (a comma list of values sweeps them; floats also "
                              "take a log range lo:hi:n)")
-    o.add_argument("--optimizer", choices=OPTIMIZERS, default="adam",
-                   help="(default adam; momentum = sgd with momentum 0.9)")
+    o.add_argument("--optimizer", default="adam", metavar="NAME[,NAME...]",
+                   help=f"one of {', '.join(OPTIMIZERS)} (default adam; momentum = sgd with "
+                   "momentum 0.9; prodigy, dadapt_adamw, dog, mechanic (Adam scaled) and cocob "
+                   "are LR-free: --lr is their multiplier). A comma list compares them in one "
+                   "sweep (a categorical grid axis; the LR-free ones at lr 1)")
     o.add_argument("--convention", choices=("optax", "torch"), default="optax",
                    help="numerics of optax (default) or PyTorch")
     o.add_argument("--nesterov", action="store_true", help="Nesterov momentum")
@@ -410,8 +421,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "or a comma list (default 1e-4:1:16)")
     _common(sw, steps=500, seeds="3")
     s = sw.add_argument_group("schedule")
-    s.add_argument("--schedule", choices=SCHEDULES, default="constant",
-                   help="LR schedule with --lr as its peak (default constant)")
+    s.add_argument("--schedule", default="constant", metavar="NAME[,NAME...]",
+                   help=f"LR schedule with --lr as its peak: one of {', '.join(SCHEDULES)} "
+                   "(default constant); a comma list compares them in one sweep")
     for p in PARAMS:
         if p.name not in OPTIMIZER_PARAMS:
             s.add_argument(p.flag, help=p.help)

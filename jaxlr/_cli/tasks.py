@@ -19,7 +19,11 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw")
+OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw", "schedule_free_adamw",
+              "prodigy", "dadapt_adamw", "dog", "mechanic", "cocob")
+# LR-free methods: --lr is their multiplier (default 1); beside other optimizers they run at 1
+LR_FREE = ("prodigy", "dadapt_adamw", "dog", "mechanic", "cocob")
+NESTEROV = ("sgd", "momentum", "rmsprop", "adam", "adamw")  # the ones --nesterov applies to
 SCHEDULES = ("constant", "step", "exponential", "cosine", "warmup_cosine", "one_cycle", "plateau")
 MODELS = ("mlp", "cnn", "logreg")
 _ALL = None  # applies to every optimizer / schedule
@@ -170,6 +174,10 @@ def _set(*names: str) -> frozenset:
     return frozenset(names)
 
 
+# the optimizers with Adam's two betas (Mechanic wraps Adam)
+_ADAMS = _set("adam", "adamw", "schedule_free_adamw", "prodigy", "dadapt_adamw", "mechanic")
+
+
 PARAMS = (
     Param("momentum", float, "momentum (sgd, rmsprop: default 0; momentum: 0.9)",
           _set("sgd", "momentum", "rmsprop"), _ALL,
@@ -178,10 +186,10 @@ PARAMS = (
           "convention 1e-2), L2 added to the gradient for the others (default 0)", _ALL, _ALL,
           lambda s: (1e-2 if s["convention"] == "torch" else 1e-4)
           if s["optimizer"] == "adamw" else 0.0),
-    Param("b1", float, "Adam's beta1 (default 0.9)", _set("adam", "adamw"), _ALL,
-          lambda s: 0.9, ("[0, 1)", "0.9")),
-    Param("b2", float, "Adam's beta2 (default 0.999)", _set("adam", "adamw"), _ALL,
-          lambda s: 0.999, ("[0, 1)", "0.999")),
+    Param("b1", float, "Adam's beta1 (default 0.9)", _ADAMS, _ALL, lambda s: 0.9,
+          ("[0, 1)", "0.9")),
+    Param("b2", float, "Adam's beta2 (default 0.999)", _ADAMS, _ALL, lambda s: 0.999,
+          ("[0, 1)", "0.999")),
     Param("warmup_steps", int, "linear warm-up steps before the schedule (default 0; "
           "warmup_cosine: steps/10)", _ALL, frozenset(set(SCHEDULES) - {"one_cycle"}),
           lambda s: s["steps"] // 10 if s["schedule"] == "warmup_cosine" else 0),
@@ -302,7 +310,8 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
     command = ns.command
     s: dict[str, Any] = {
         "command": command, "dataset": ns.dataset, "model": ns.model,
-        "optimizer": ns.optimizer, "convention": ns.convention, "nesterov": ns.nesterov,
+        "optimizer": _names("--optimizer", ns.optimizer, OPTIMIZERS, command),
+        "convention": ns.convention, "nesterov": ns.nesterov,
         "steps": _positive_int("--steps", ns.steps, 10 if command == "find" else 1),
         "batch_size": _positive_int("--batch-size", ns.batch_size),
         # the CNN's default is one seed: 16 LRs x 500 steps then take about a minute on 2 cores
@@ -324,11 +333,17 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
     if s["batch_size"] > n_train:
         raise UsageError(f"--batch-size {s['batch_size']} is larger than the {n_train} training "
                          f"examples of {where}; lower it (e.g. 128)")
-    if ns.nesterov and s["optimizer"] == "adagrad":
-        raise UsageError("--nesterov applies to sgd, momentum, rmsprop, adam and adamw, not "
-                         "--optimizer adagrad")
+    optimizers = names_of(s, "optimizer")
+    other = [o for o in optimizers if o not in NESTEROV]
+    if ns.nesterov and other:
+        raise UsageError(f"--nesterov applies to {', '.join(NESTEROV)}, not --optimizer "
+                         f"{', '.join(other)}")
+    other = [o for o in optimizers if o not in OPTIMIZERS[:6]]
+    if s["convention"] == "torch" and other:
+        raise UsageError(f"--convention torch applies to {', '.join(OPTIMIZERS[:6])} (PyTorch's "
+                         f"numerics), not --optimizer {', '.join(other)}")
     if command == "sweep":
-        s["schedule"] = ns.schedule
+        s["schedule"] = _names("--schedule", ns.schedule, SCHEDULES, command)
         s["lr"] = parse_values("--lr", ns.lr, float, log_range=True)
         if min(s["lr"]) <= 0:
             raise UsageError(f"--lr {ns.lr}: learning rates must be > 0")
@@ -346,6 +361,10 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
                                  f"--prune below --steps, e.g. --prune {max(1, steps // 5)}")
             if ns.eval_every is None and ns.chunk_size is None:
                 s["eval_every"] = math.gcd(s["prune"]["min_steps"], 100)
+            if len(categories(s)) > 1:
+                raise UsageError("--prune ranks settings across the grid, but several "
+                                 "--optimizer/--schedule values run as separate sweeps: give "
+                                 "one of each with --prune")
         s["pbt"] = None
         if getattr(ns, "pbt", None) is not None:  # population-based training, ranked by eval
             if s["prune"]:
@@ -388,20 +407,29 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
                              f"{s['min_lr']:g} and {s['max_lr']:g}; e.g. --min-lr 1e-7 "
                              "--max-lr 10")
     params: dict[str, list] = {}
+    cats = categories(s)
     for p in PARAMS:
         given = getattr(ns, p.name, None)
+        here = [c for c in cats if p.applies(c)]
         if given is None:
-            if p.applies(s):
+            if len(cats) == 1 and here:  # one category: its defaults (several: per category)
                 params[p.name] = [p.default(s)]
             continue
-        if not p.applies(s):
+        if not here:
+            c = cats[0]
             where = (f"--optimizer {', '.join(sorted(p.optimizers))}" if p.optimizers and
-                     s["optimizer"] not in p.optimizers else
+                     c["optimizer"] not in p.optimizers else
                      f"--schedule {', '.join(sorted(p.schedules or ()))}")
-            got = (f"--optimizer {s['optimizer']}" if where.startswith("--opt")
-                   else f"--schedule {s.get('schedule')}")
+            got = (f"--optimizer {','.join(optimizers)}" if where.startswith("--opt")
+                   else f"--schedule {','.join(names_of(s, 'schedule'))}")
             raise UsageError(f"{p.flag} applies to {where}, not {got}")
         values = parse_values(p.flag, given, p.kind, log_range=p.kind is float)
+        if len(values) > 1 and len(here) < len(cats):
+            skip = sorted({f"{c['optimizer']}/{c.get('schedule')}" for c in cats
+                           if not p.applies(c)})
+            raise UsageError(f"{p.flag} {given} sweeps values that {', '.join(skip)} would not "
+                             f"read (its members would repeat each other): sweep {p.flag} in "
+                             "a run of the optimizers and schedules it applies to")
         for x in values if p.valid else ():
             if not inside(x, p.valid[0]):
                 listed = f" (in {p.flag} {given})" if len(values) > 1 else ""
@@ -420,10 +448,73 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def swept(s: dict) -> dict[str, list]:
-    """The hyperparameter axes of the grid (lr, then every option given several values)."""
+    """The numeric hyperparameter axes of the grid (lr, then every option given several
+    values); several ``--optimizer``/``--schedule`` values are categorical axes on top
+    (:func:`categories`)."""
     axes = {"lr": s["lr"]} if "lr" in s else {}
     axes.update({k: v for k, v in s["params"].items() if len(v) > 1})
     return axes
+
+
+def _names(flag: str, text: str, choices: tuple, command: str) -> str | list[str]:
+    """``--optimizer adam`` -> ``"adam"``; ``--optimizer adam,sgd`` -> ``["adam", "sgd"]``
+    (a categorical grid axis: jaxlr sweep only)."""
+    names = [x.strip() for x in str(text).split(",") if x.strip()]
+    bad = [x for x in names if x not in choices]
+    if not names or bad:
+        raise UsageError(f"{flag} {text}: choose from {', '.join(choices)} (a comma list "
+                         "compares several in one sweep)")
+    if len(set(names)) < len(names):
+        raise UsageError(f"{flag} {text}: a value is listed twice; give each once")
+    if len(names) > 1 and command != "sweep":
+        raise UsageError(f"{flag} {text}: jaxlr {command} takes one value (a list makes a "
+                         "grid: use jaxlr sweep)")
+    return names[0] if len(names) == 1 else names
+
+
+def names_of(s: dict, key: str) -> list[str]:
+    """The values of ``--optimizer`` or ``--schedule`` as a list (one or several)."""
+    v = s.get(key)
+    return [] if v is None else [v] if isinstance(v, str) else list(v)
+
+
+def categories(s: dict) -> list[dict]:
+    """The settings of each (optimizer, schedule) pair the run compares (one for a single
+    ``--optimizer`` and ``--schedule``): ``s`` with one optimizer and one schedule."""
+    schedules = names_of(s, "schedule") or [None]
+    return [{**s, "optimizer": o, **({"schedule": sc} if sc is not None else {})}
+            for o in names_of(s, "optimizer") for sc in schedules]
+
+
+def categorical_axes(s: dict) -> list[str]:
+    """The grid's categorical axes: ``optimizer`` and/or ``schedule`` when several given."""
+    return [k for k in ("optimizer", "schedule") if len(names_of(s, k)) > 1]
+
+
+def _defaults(c: dict, s: dict) -> dict[str, Any]:
+    """The defaults of the options category ``c`` reads that the run did not set."""
+    return {p.name: p.default(c) for p in PARAMS if p.applies(c) and p.name not in s["params"]}
+
+
+def _lr_values(c: dict, s: dict) -> list[float]:
+    """The LRs category ``c`` runs: --lr, or beside other optimizers an LR-free method's
+    multiplier 1."""
+    return [1.0] if c["optimizer"] in LR_FREE and len(categories(s)) > 1 else s["lr"]
+
+
+def grid_of(s: dict) -> Any:
+    """The run's grid: the swept options x seeds; with several optimizers/schedules, the
+    union of each pair's grid (categorical columns first; LR-free methods at LR 1)."""
+    import jaxlr
+
+    axes, seeds = swept(s), s["seeds"]
+    cat = categorical_axes(s)
+    if not cat:
+        return jaxlr.grid(**axes, seed=seeds)
+    parts = [jaxlr.grid(**{k: [c[k]] for k in cat}, **{**axes, "lr": _lr_values(c, s)},
+                        seed=seeds) for c in categories(s)]
+    return jaxlr.Grid({k: np.concatenate([g.columns[k] for g in parts])
+                       for k in parts[0].columns})
 
 
 def _check_buildable(s: dict) -> None:
@@ -433,14 +524,14 @@ def _check_buildable(s: dict) -> None:
 
     axes = swept(s)
     constants = {k: v[0] for k, v in s["params"].items()}
-    combos = itertools.product(*axes.values()) if axes else [()]
-    for combo in combos:
-        v = {**constants, **dict(zip(axes, combo))}
+    combos = list(itertools.product(*axes.values())) if axes else [()]
+    for c, combo in itertools.product(categories(s), combos):
+        v = {**_defaults(c, s), **constants, **dict(zip(axes, combo))}
         try:
             if s["command"] == "sweep":
-                make_optimizer(s, v, make_schedule(s, v, axes))
+                make_optimizer(c, v, make_schedule(c, v, axes))
             else:
-                make_optimizer(s, v, lambda step: jnp.float32(s["min_lr"]))
+                make_optimizer(c, v, lambda step: jnp.float32(s["min_lr"]))
         except ValueError as e:
             shown = ", ".join(f"--{k.replace('_', '-')} {_g(x)}" for k, x in zip(axes, combo)
                               if len(axes[k]) > 1)
@@ -485,6 +576,22 @@ def make_schedule(s: dict, v: Mapping[str, Any], axes: Any) -> Any:
     return base
 
 
+def _lr_free(name: str, v: Mapping[str, Any], learning_rate: Any) -> Any:
+    """Schedule-Free AdamW and the LR-free methods (``learning_rate``: their multiplier;
+    Mechanic scales Adam's updates)."""
+    import jaxlr
+
+    if name == "schedule_free_adamw":
+        return jaxlr.schedule_free_adamw(learning_rate, b1=v["b1"], b2=v["b2"])
+    if name == "prodigy":
+        return jaxlr.prodigy(learning_rate, betas=(v["b1"], v["b2"]))
+    if name == "dadapt_adamw":
+        return jaxlr.dadapt_adamw(learning_rate, betas=(v["b1"], v["b2"]))
+    if name == "mechanic":
+        return jaxlr.mechanize(jaxlr.adam(learning_rate, v["b1"], v["b2"]))
+    return (jaxlr.dog if name == "dog" else jaxlr.cocob)(learning_rate)
+
+
 def make_optimizer(s: dict, v: Mapping[str, Any], learning_rate: Any) -> Any:
     """The optax transform of one member (``v``: its hyperparameters, traced or not)."""
     import optax
@@ -492,7 +599,9 @@ def make_optimizer(s: dict, v: Mapping[str, Any], learning_rate: Any) -> Any:
     import jaxlr
 
     name, conv, nesterov = s["optimizer"], s["convention"], s["nesterov"]
-    if name in ("sgd", "momentum"):
+    if name in ("schedule_free_adamw", "prodigy", "dadapt_adamw", "dog", "mechanic", "cocob"):
+        tx = _lr_free(name, v, learning_rate)
+    elif name in ("sgd", "momentum"):
         tx = jaxlr.sgd(learning_rate, v["momentum"], nesterov, convention=conv)
     elif name == "adagrad":
         tx = jaxlr.adagrad(learning_rate, convention=conv)
@@ -557,17 +666,16 @@ def _user_task(ns: argparse.Namespace) -> dict | None:
 
 def build_task(s: dict, *, data: bool = True) -> Run:
     """The task, grid and ``optimizer(hp)`` of the settings ``s``."""
-    import jaxlr
-
     axes = swept(s)
     constants = {k: v[0] for k, v in s["params"].items()}
+    cat = categorical_axes(s)
 
     def optimizer(hp: dict) -> Any:
-        v = {**constants, **{k: hp[k] for k in axes}}
-        return make_optimizer(s, v, make_schedule(s, v, axes))
+        c = {**s, **{k: hp[k] for k in cat}}  # a category's values arrive as Python strings
+        v = {**_defaults(c, s), **constants, **{k: hp[k] for k in axes}}
+        return make_optimizer(c, v, make_schedule(c, v, axes))
 
-    g = jaxlr.grid(**axes, seed=s["seeds"])
-    return Run(task_of(s, data=data), g, optimizer)
+    return Run(task_of(s, data=data), grid_of(s), optimizer)
 
 
 def sweep_inputs(s: dict) -> dict:

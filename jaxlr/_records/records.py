@@ -378,6 +378,7 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
             recommended["sensitivity"] = group
             recommended["grid_edge"] = _grid_edge(result, best.index, group)
     return {
+        "comparison": _comparison(result, by, copied),
         "members": len(result),
         "steps": int(result.loss.shape[1]),
         "axes": [k for k in hp if k != "seed"],
@@ -394,6 +395,29 @@ def summarize(result: SweepResult, diagnosis: list | None | str = "auto") -> dic
         "diagnosis": ([_diagnosis_dict(d) for d in diagnosis] if diagnosis is not None
                       else None),
     }
+
+
+def _comparison(result: SweepResult, by: str, copied: bool) -> dict | None:
+    """:meth:`SweepResult.compare` along the categorical axis (``optimizer`` first) with >= 2
+    values, as dicts and its text; None without one (or after population-based training)."""
+    hp = result.hparams
+    axes = [k for k, v in hp.items() if v.dtype.kind in "US" and len(np.unique(v)) > 1]
+    if not axes or copied:
+        return None
+    axis = "optimizer" if "optimizer" in axes else axes[0]
+    rows = result.compare(axis, by=by)
+    return {"axis": axis, "by": by, "rows": [plain(c._asdict()) for c in rows],
+            "text": result.compare(axis, by=by, text=True)}
+
+
+def format_comparison(summary: dict[str, Any]) -> str:
+    """The summary's comparison of the categories (e.g. each optimizer: its best setting, its
+    end LR, its basin and its gap to the best one), or "" when the grid has none."""
+    c = summary.get("comparison")
+    if not c:
+        return ""
+    body = "\n".join("  " + line for line in c["text"].splitlines())
+    return f"{c['axis']}s compared (the best setting of each, by {c['by']}):\n{body}"
 
 
 def _diagnosis_dict(d: Any) -> dict[str, str]:
@@ -490,10 +514,13 @@ def format_table(summary: dict[str, Any]) -> str:
 
 
 def result_table(result: SweepResult) -> str:
-    """:meth:`SweepResult.table`: :func:`format_table` and :func:`format_recommendation` of
-    :func:`summarize` (the same text ``jaxlr sweep`` prints)."""
+    """:meth:`SweepResult.table`: :func:`format_table`, :func:`format_recommendation` and
+    (with a categorical axis) :func:`format_comparison` of :func:`summarize` (the same text
+    ``jaxlr sweep`` prints)."""
     summary = summarize(result)
-    return format_table(summary) + "\n" + format_recommendation(summary)
+    compared = format_comparison(summary)
+    return (format_table(summary) + "\n" + format_recommendation(summary)
+            + (f"\n{compared}" if compared else ""))
 
 
 def format_recommendation(summary: dict[str, Any]) -> str:
