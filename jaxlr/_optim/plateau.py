@@ -42,7 +42,7 @@ class PlateauState(NamedTuple):
 
     Attributes:
         scale, best, num_bad, cooldown_counter, acc_sum, acc_count, num_cuts: see the
-        ``# shape, dtype`` comments of the fields below.
+            ``# shape, dtype`` comments of the fields below.
 
     Example:
         >>> import jaxlr
@@ -96,7 +96,7 @@ def reduce_on_plateau(
 
     All numeric arguments may be traced (each member of a vmapped sweep may have its own
     ``factor``, ``patience``, ``threshold``...); the state is a small NamedTuple of float32 and
-int32 scalars whatever ``jax_enable_x64`` (a ``lax.scan`` carry keeps its dtypes).
+    int32 scalars whatever ``jax_enable_x64`` (a ``lax.scan`` carry keeps its dtypes).
 
     Args:
         base: the LR before any cut, a float or a schedule ``step -> lr``.

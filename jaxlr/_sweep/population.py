@@ -38,7 +38,7 @@ class PopulationBased(_Rule, Policy):
 
     Attributes:
         interval, fraction, perturb, resample, by, mode, burn_in, axes, seed: the arguments
-        of :func:`population_based` (checked there).
+            of :func:`population_based` (checked there).
 
     Example:
         >>> import jaxlr
