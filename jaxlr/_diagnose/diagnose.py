@@ -697,7 +697,8 @@ def diagnose_sweep(result: Any) -> list[Diagnosis]:
         >>> [d.label for d in diagnose_sweep(res)]
         ['too_slow', 'healthy', 'diverged']
         >>> print(diagnose_sweep(res)[2])
-        lr=1.0: diverged: the loss became non-finite at step 7 -> lower the LR ~10x, to 0.1
+        lr=1: diverged: the loss blew up at step 7: 130 vs 1 at the start, over 100x -> lower
+        the LR to 0.1 or below (the largest LR that did not diverge), 10x lower
 
         With eval data, LR 1.0 reaches the lowest training loss and the worst held-out loss:
 

@@ -237,11 +237,36 @@ class SweepResult:
         return self.eval_aux[by][:, -1]
 
     def at_stop(self, by: str = "loss") -> np.ndarray:
-        """[M] :meth:`metric`, except that a member successive halving stopped gets the value
-        it had at its rung (``pruned_at``): for "eval" or an aux metric its evaluation at that
-        step (the one it was ranked by), for "loss" the mean of the last 10% of its steps
-        there. What tables and plots show for a pruned member; never used to rank (a pruned
-        member is never the best)."""
+        """Each member's final ``by``, or where successive halving stopped it, its value there.
+
+        :meth:`metric`, except that a member pruned at step :math:`r` (``pruned_at``) gets the
+        value it had at its rung: for "eval" or an aux metric its evaluation at step
+        :math:`r` (the one it was ranked by), for "loss" the mean of the last 10% of its
+        :math:`r` steps. What ``table()`` and ``plot()`` show for a pruned member (marked as
+        pruned); never used to rank: a pruned member is never :meth:`best`.
+
+        Args:
+            by: "loss", "eval" or an aux metric name, as :meth:`metric`.
+
+        Returns:
+            [M] float64 array.
+
+        Example:
+            >>> import numpy as np, jaxlr
+            >>> res = jaxlr.SweepResult(
+            ...     grid=jaxlr.grid(lr=[0.1, 1.0]), loss=np.ones((2, 20), np.float32),
+            ...     lr=np.full((2, 20), np.nan, np.float32),
+            ...     eval=np.array([[0.9, np.nan], [0.5, 0.2]], np.float32), eval_aux={},
+            ...     eval_steps=np.array([10, 20]), diverged=np.zeros(2, bool),
+            ...     diverged_at=np.full(2, -1), pruned_at=np.array([10, -1]))
+            >>> final, shown = res.metric("eval"), res.at_stop("eval")
+            >>> np.round(final.astype(float), 3).tolist(), np.round(shown, 3).tolist()
+            ([nan, 0.2], [0.9, 0.2])
+
+        References:
+            Successive halving's rungs: Jamieson & Talwalkar 2016,
+            https://arxiv.org/abs/1502.07943
+        """
         value = np.array(self.metric(by), dtype=np.float64)
         for i in np.flatnonzero(np.asarray(self.pruned_at) >= 0):
             stop = int(self.pruned_at[i])
