@@ -4,7 +4,8 @@
 1e-6 to 10 over 100 steps, for 3 seeds at once (one compiled program), stops a seed when its
 loss blows up, and reads three suggestions off the smoothed loss-vs-LR curve: ``valley``
 (fastai's default), ``steepest`` (the steepest descent) and ``minimum`` (the minimum / 10);
-``suggestion`` is their median. The test is optimizer-specific: with momentum SGD the
+``suggestion`` is the steepest point x 10**0.4, the rule calibrated against dense sweeps on
+real tasks (``benchmarks/finder_truth.py``). The test is optimizer-specific: with momentum SGD the
 suggestion comes out several times above Adam's (a full sweep, ``03_nnx_lr_sweep.py`` vs
 ``04_linen_lr_sweep.py``, shows the same ordering).
 

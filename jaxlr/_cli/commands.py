@@ -449,8 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(fd, steps=100, seeds="3")
     fd.add_argument("--min-lr", default="1e-7", help="first LR of the ramp (default 1e-7)")
     fd.add_argument("--max-lr", default="10", help="last LR of the ramp (default 10)")
-    fd.add_argument("--beta", default="0.98", help="smoothing of the loss curve, in [0, 1) "
-                    "(default 0.98, as fastai; 0: none)")
+    fd.add_argument("--beta", default="0.98", help="the divergence stop's moving-average "
+                    "factor, in [0, 1) (default 0.98, as fastai; 0: no smoothing at all, the "
+                    "suggestions then read the raw losses)")
     rp = sub.add_parser("report", help="re-print the table and re-draw the plots of a run",
                         description="Re-print a saved run's table and re-draw its plots, "
                         "without training.")

@@ -490,8 +490,11 @@ def plot_finder(result: Any, *, path: Any = None) -> Any:
     """Plot an LR range test: smoothed loss vs learning rate, seed spread, and suggestions.
 
     Drawn on one log-x axes: the raw loss of every seed (faint), the band between the min and
-    max smoothed loss over seeds (more than one seed), the smoothed loss (mean over seeds, bold),
-    a red ``x`` where a seed's divergence stop fired, one dotted vertical line per entry of
+    max of ``result.smoothed`` over seeds (more than one seed), its mean over seeds (bold: for a
+    :class:`jaxlr.FinderResult`, the lag-free smoothing the suggestions read, a centered running
+    median then a 3-point mean, so its minimum sits where the raw loss has it; fastai's and
+    Lightning's moving average would draw it 1-2 decades late on a 100-step ramp), a red ``x``
+    where a seed's divergence stop fired, one dotted vertical line per entry of
     ``result.suggestions`` (``valley``, ``steepest``, ``minimum``; the legend gives each value)
     and a gold star on the curve at ``result.suggestion``. The y-limits show the descent and
     the start of the rise: the top is the smoothed minimum plus 2.5x the drop to it (from
@@ -535,7 +538,7 @@ def plot_finder(result: Any, *, path: Any = None) -> Any:
         ax.fill_between(lrs, band_lo, band_hi, color="C0", alpha=0.25, lw=0, gid="band",
                         label=f"min–max over {seeds} seeds")
     ax.plot(lrs, mean, color="C0", lw=2.2, gid="smoothed",
-            label="smoothed loss" + (" (mean over seeds)" if seeds > 1 else ""))
+            label="smoothed loss, no lag" + (" (mean over seeds)" if seeds > 1 else ""))
     ax.set_xscale("log")
     limits = _finder_limits(mean, band_lo, losses)
     if limits is not None:

@@ -861,8 +861,9 @@ def format_finder(summary: dict[str, Any]) -> str:
     stops = [d for d in summary["diverged_at"] if d >= 0]
     stop = (f"; the loss diverged at step {min(stops)} of {summary['steps']}" if stops else
             f"; no seed diverged before max_lr={summary['max_lr']:.3g}")
-    return "\n".join([f"suggested LR: {_lr(summary['suggestion'])}  (median of the three "
-                      f"rules, {len(summary['seeds'])} seed(s){stop})", *lines])
+    return "\n".join([f"suggested LR: {_lr(summary['suggestion'])}  (the steepest point x 2.5, "
+                      f"calibrated on real tasks; {len(summary['seeds'])} seed(s){stop})",
+                       *lines])
 
 
 def _lr(v: Any) -> str:
