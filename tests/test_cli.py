@@ -247,8 +247,12 @@ def test_sweep_with_population_based_training(tmp_path):
     assert "population-based training every 20 steps, quantile 0.25" in err
     config = json.loads((out_dir / "config.json").read_text())
     assert config["settings"]["pbt"] == {"interval": 20, "fraction": 0.25}
-    assert "lr (start)" in out.splitlines()[0]
+    assert out.splitlines()[0].split()[:5] == ["slot", "lr", "start", "lr", "end"]
     res = _records.load(out_dir)
+    rows = [line.lstrip("* ").split() for line in out.splitlines()[2:6]]  # one row per slot
+    assert [row[0] for row in rows] == ["0", "1", "2", "3"]
+    assert [float(row[2]) for row in rows] == pytest.approx(
+        res.final_hparams()["lr"].tolist(), rel=1e-3)  # the end LR, printed to 4 digits
     best = res.best()
     schedule = next(line for line in out.splitlines() if "discovered schedule" in line)
     assert schedule.startswith(f"  discovered schedule of slot {best.index} ")
