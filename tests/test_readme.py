@@ -16,7 +16,9 @@ def test_the_quick_tour_runs(capsys):
         exec(compile(code, str(README), "exec"), {"__name__": "readme"})
     lines = capsys.readouterr().out.splitlines()
     header = next(i for i, line in enumerate(lines) if "warmup_steps" in line)
-    assert lines[header].split() == ["lr", "warmup_steps", "final", "loss", "eval", "loss",
-                                     "accuracy", "diverged"]
+    assert lines[header].split() == ["lr", "warmup_steps", "eval", "loss", "accuracy",
+                                     "diverged", "diagnosis"]
     rows = lines[header + 2: header + 2 + 16]  # 8 LRs x 2 warmups, 2 seeds each
-    assert all(row.split()[-1].endswith("/2") for row in rows)
+    assert all(re.search(r" [012]/2 ", row) for row in rows)
+    assert lines[header + 18].startswith("recommended: lr=")
+    assert len([row for row in rows if row.startswith("*")]) == 1
