@@ -5,8 +5,8 @@ NNX, softmax cross-entropy, batch 128, 500 steps, held-out loss on a fixed 20% s
 
 Variants, timed in this process after an untimed warm-up call of each (so both reuse their
 compiled executables; what is timed is tracing, lowering and training):
-  one call   ``jaxlr.sweep`` over the union grid (a categorical ``optimizer`` axis: each
-             category is a sub-sweep of its own, run one after another in the call);
+  one call   ``jaxlr.sweep`` over the union grid (a categorical ``optimizer`` axis: one
+             compiled program, a block of rows and a vmapped step per category);
   separate   one ``jaxlr.sweep`` per optimizer, the grids of the same members.
 Both give the same members (same data order and seeds); the script checks that their losses
 are equal and prints the comparison report (``SweepResult.compare``): per optimizer its best

@@ -59,16 +59,19 @@ def test_the_recorded_lr_of_each_category_is_its_own(swept):
 
 
 def test_against_a_hand_written_optax_loop_on_full_batches():
-    g = jaxlr.grid(optimizer=["adam", "sgd"], lr=[0.05])
+    """Interleaved categories (rows: the adam block, then the sgd block, so member 1 is not in
+    row 1), one program of one chunk: each member's curve and final params are optax's."""
+    g = jaxlr.Grid.zip(optimizer=["adam", "sgd", "adam"], lr=[0.05, 0.05, 0.02])
     res = jaxlr.sweep(lambda k: jnp.zeros(3), loss_fn, DATA, opt, g, steps=10, batch_size=64,
                       progress=False)
-    for i, tx in enumerate([optax.adam(0.05), optax.sgd(0.05)]):
+    for i, tx in enumerate([optax.adam(0.05), optax.sgd(0.05), optax.adam(0.02)]):
         w, state, losses = jnp.zeros(3), tx.init(jnp.zeros(3)), []
         for _ in range(10):
             loss, grad = jax.value_and_grad(loss_fn)(w, DATA)
             updates, state = tx.update(grad, state, w)
             w, losses = optax.apply_updates(w, updates), losses + [float(loss)]
         np.testing.assert_allclose(res.loss[i], losses, rtol=2e-5)
+        np.testing.assert_allclose(res.params(i), w, rtol=2e-5)
 
 
 def test_table_best_diagnosis_and_records_handle_categories(swept, tmp_path):
@@ -108,9 +111,64 @@ def test_population_based_training_stays_within_a_category():
             assert res.hparams["optimizer"][seg.slot] == res.hparams["optimizer"][i]
 
 
-def test_halving_with_categories_is_refused():
-    with pytest.raises(ValueError, match="successive halving ranks settings across the grid"):
-        run(prune=jaxlr.successive_halving(10, 2, by="eval"))
+def test_one_compiled_program_for_every_category(compiles):
+    """The categories are blocks of ONE scanned chunk program (compiled once), not a program
+    per category."""
+    jaxlr.clear_caches()
+    run()
+    assert compiles["jit(run_chunk)"] == 1
+
+
+def test_halving_ranks_across_categories_and_compacts_within_them(swept):
+    """Successive halving by hand on the unpruned sweep (a setting's score: the mean eval over
+    its seeds at the rung, diverged last; keep the best floor(6 / 3) = 2 of the 6 settings,
+    whatever their category): at least one category loses every member (its block of rows
+    becomes empty); the survivors equal the unpruned sweep."""
+    pruned = run(prune=jaxlr.successive_halving(10, 3, by="eval"))
+    settings = GRID.settings()
+    at10 = swept.eval[:, list(swept.eval_steps).index(10)].astype(np.float64)
+    means = {s: at10[settings == s].mean() for s in np.unique(settings)}
+    keep = sorted(means, key=lambda s: (means[s], s))[:2]
+    want = np.where(np.isin(settings, keep), -1, 10)
+    np.testing.assert_array_equal(pruned.pruned_at, want)
+    survivors = set(GRID.columns["optimizer"][want < 0].tolist())
+    assert len(survivors) < 3  # a category pruned entirely
+    for i in np.flatnonzero(want < 0):
+        np.testing.assert_allclose(pruned.loss[i], swept.loss[i], rtol=1e-5)
+        chex.assert_trees_all_close(pruned.params(i), swept.params(i), rtol=1e-5, atol=1e-7)
+    for i in np.flatnonzero(want >= 0):
+        np.testing.assert_allclose(pruned.loss[i, :10], swept.loss[i, :10], rtol=1e-5)
+        assert np.isnan(pruned.loss[i, 10:]).all()
+
+
+@pytest.mark.parametrize("policy", [jaxlr.successive_halving(10, 3, by="eval"),
+                                    jaxlr.population_based(10, fraction=0.5, by="eval")])
+def test_resume_with_categories_after_a_kill_equals_the_uninterrupted_run(policy, tmp_path,
+                                                                          monkeypatch):
+    """Killed after the rung or round at step 10 (halving: the blocks compacted, one emptied;
+    PBT: rows copied within categories), resumed: the same result, bit for bit."""
+    from jaxlr._sweep import checkpoint as _checkpoint
+
+    whole = run(policy=policy)
+    real_save = _checkpoint.save
+
+    def save(directory, chunk, *args):
+        if chunk == 2:
+            raise KeyboardInterrupt
+        real_save(directory, chunk, *args)
+
+    monkeypatch.setattr(_checkpoint, "save", save)
+    with pytest.raises(KeyboardInterrupt):
+        run(policy=policy, checkpoint=tmp_path)
+    monkeypatch.setattr(_checkpoint, "save", real_save)
+    resumed = run(policy=policy, checkpoint=tmp_path)
+    np.testing.assert_array_equal(resumed.pruned_at, whole.pruned_at)
+    for k, v in whole.history.items():
+        np.testing.assert_array_equal(resumed.history[k], v)
+    np.testing.assert_array_equal(resumed.loss, whole.loss)
+    np.testing.assert_array_equal(resumed.eval, whole.eval)
+    for i in range(len(GRID)):
+        chex.assert_trees_all_equal(resumed.params(i), whole.params(i))
 
 
 def test_compare_reports_each_category_against_a_hand_computed_summary():

@@ -1,6 +1,6 @@
 """Comparing optimizers and schedules from the command line: ``--optimizer adam,sgd,prodigy``
-and ``--schedule constant,cosine`` are categorical grid axes (one sub-sweep per category, in
-one call); each category gets its own defaults, the LR-free methods run at multiplier 1 beside
+and ``--schedule constant,cosine`` are categorical grid axes (blocks of one program); each
+category gets its own defaults, the LR-free methods run at multiplier 1 beside
 the tuned ones, the report compares the categories, and a misuse is one line (exit 2)."""
 
 import contextlib
@@ -106,7 +106,6 @@ def test_a_schedule_list_is_a_categorical_axis():
     (["--optimizer", "adam,prodigy", "--nesterov"], "not --optimizer prodigy"),
     (["--optimizer", "adam,dog", "--convention", "torch"], "not --optimizer dog"),
     (["--optimizer", "adam,sgd", "--momentum", "0.8,0.9"], "adam/constant would not read"),
-    (["--optimizer", "adam,sgd", "--prune", "5"], "--prune ranks settings across the grid"),
     (["--optimizer", "prodigy", "--schedule", "plateau"], "got a controller"),
 ])
 def test_misuse_is_one_line(tmp_path, argv, needle):
@@ -114,6 +113,31 @@ def test_misuse_is_one_line(tmp_path, argv, needle):
     assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1, err
     assert needle in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_halving_ranks_across_the_optimizers(tmp_path):
+    """--prune with several optimizers: the settings of every optimizer are ranked together
+    at the rungs (factor 2: 4 settings -> the best 2 at step 10 -> the best 1 at step 20, by
+    eval loss)."""
+    rc, _, err = run(["sweep", "--model", "logreg", "--optimizer", "adam,sgd", "--lr",
+                      "1e-3,1e-1", "--steps", "30", "--seeds", "1", "--prune", "10",
+                      "--prune-factor", "2", "--no-progress", "--batch-size", "64", "--out",
+                      tmp_path / "run"])
+    assert rc == 0, err
+    res = jaxlr.load(tmp_path / "run")
+    assert sorted(res.pruned_at.tolist()) == [-1, 10, 10, 20]
+    at10 = res.eval[:, list(res.eval_steps).index(10)]
+    assert set(np.flatnonzero(res.pruned_at != 10)) == set(np.argsort(at10)[:2].tolist())
+    assert set(res.hparams["optimizer"][res.pruned_at != 10]) == {"adam", "sgd"}
+    # every member's model is restored from the run's checkpoint (one carry per category, the
+    # states kept in member order): its held-out loss is the one recorded at its last eval
+    _, _, xe, ye = _cli.DATASETS["digits"].load()
+    for i in range(4):
+        model = res.params(i)
+        model.eval()
+        last = np.flatnonzero(np.isfinite(res.eval[i]))[-1]
+        np.testing.assert_allclose(float(_tasks.loss_fn(model, (xe, ye))[0]), res.eval[i, last],
+                                   rtol=1e-6)
 
 
 def test_find_takes_one_optimizer(tmp_path):

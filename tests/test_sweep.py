@@ -276,13 +276,28 @@ def test_sharded_over_four_host_devices_equals_one_device(tmp_path):
             np.testing.assert_array_equal(four_b.history[k], v)
         np.testing.assert_allclose(four_b.loss, one_b.loss, rtol=1e-6)
         np.testing.assert_allclose(four_b.params(5), one_b.params(5), rtol=1e-6)
-        # categorical axes: one sweep per category, merged in grid order
+        # categorical axes: one program, a block of rows per category padded to the devices
+        # (5 adam rows -> 8, 2 sgd rows -> 4: padding in the middle of the rows)
+        g = jaxlr.Grid.zip(opt=["adam"] * 5 + ["sgd"] * 2,
+                           lr=[1e-3, 3e-3, 1e-2, 3e-2, 0.1, 1e-2, 0.1])
         cat = (args[0], args[1], args[2],
-               lambda hp: {"adam": jaxlr.adam, "sgd": jaxlr.sgd}[hp["opt"]](hp["lr"]),
-               jaxlr.grid(opt=["adam", "sgd"], lr=[1e-2, 0.1], seed=2))
+               lambda hp: {"adam": jaxlr.adam, "sgd": jaxlr.sgd}[hp["opt"]](hp["lr"]), g)
         four_c = jaxlr.sweep(*cat, **kw)
         one_c = jaxlr.sweep(*cat, devices=jax.devices()[:1], **kw)
         np.testing.assert_allclose(four_c.loss, one_c.loss, rtol=1e-6)
+        np.testing.assert_allclose(four_c.params(6), one_c.params(6), rtol=1e-6)
+        # halving across categories (7 settings -> 2 at step 7), compacted within each; PBT
+        # copies within a category: the same decisions and curves on 4 devices as on 1
+        for policy in (jaxlr.successive_halving(7, 3), jaxlr.population_based(7, fraction=0.5)):
+            four_p = jaxlr.sweep(*cat, policy=policy, **kw)
+            one_p = jaxlr.sweep(*cat, devices=jax.devices()[:1], policy=policy, **kw)
+            np.testing.assert_array_equal(four_p.pruned_at, one_p.pruned_at)
+            for k, v in one_p.history.items():
+                np.testing.assert_array_equal(four_p.history[k], v)
+            np.testing.assert_allclose(four_p.loss, one_p.loss, rtol=1e-6)
+            np.testing.assert_allclose(four_p.params(0), one_p.params(0), rtol=1e-6)
+            assert ((four_p.pruned_at == 7).sum() == 5 if policy.stops_members
+                    else four_p.copied())
         print("OK")
     """)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4",

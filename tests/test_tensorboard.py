@@ -222,16 +222,28 @@ def test_a_resumed_sweeps_log_holds_every_step_once(tmp_path):
     assert result.diverged.tolist() == [False, False, True]
 
 
-def test_log_dir_with_categories_is_written_at_the_end_and_refused_early(tmp_path):
+def test_log_dir_with_categories_is_live_and_refused_early(tmp_path):
+    """Categories are blocks of one program, so their log is live too: when the loop asks for
+    batch 6 (the third chunk of 3 steps), every category's first chunk is in the files."""
     grid = jaxlr.grid(opt=["sgd", "adam"], lr=[0.1, 0.5])
     opt = lambda hp: {"sgd": jaxlr.sgd, "adam": jaxlr.adam}[hp["opt"]](hp["lr"])
     kw = dict(steps=4, batch_size=8, progress=False)
-    result = jaxlr.sweep(SWEEP["init"], _loss, (X,), opt, grid, log_dir=tmp_path / "tb", **kw)
-    for i, name in enumerate(["0-opt=sgd,lr=0.1", "1-opt=sgd,lr=0.5", "2-opt=adam,lr=0.1",
-                              "3-opt=adam,lr=0.5"]):
-        acc = read(tmp_path / "tb" / name)
+    names = ["0-opt=sgd,lr=0.1", "1-opt=sgd,lr=0.5", "2-opt=adam,lr=0.1", "3-opt=adam,lr=0.5"]
+    out, seen = tmp_path / "tb", {}
+
+    def batches():
+        for t in range(9):
+            if t == 6:
+                seen.update({n: curve(read(out / n), "train/loss")[0].tolist() for n in names})
+            yield (X[(4 * t) % 32:(4 * t) % 32 + 4],)
+
+    result = jaxlr.sweep(SWEEP["init"], _loss, batches(), opt, grid, steps=9, batch_size=4,
+                         chunk_size=3, progress=False, log_dir=out)
+    assert seen == {n: [0, 1, 2] for n in names}
+    for i, name in enumerate(names):
+        acc = read(out / name)
         assert hparams_of(acc)[0]["opt"] == ["sgd", "sgd", "adam", "adam"][i]
-        assert_curve(acc, "train/loss", np.arange(4), result.loss[i])
+        assert_curve(acc, "train/loss", np.arange(9), result.loss[i])
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     calls = []

@@ -361,10 +361,6 @@ def resolve(ns: argparse.Namespace) -> dict[str, Any]:
                                  f"--prune below --steps, e.g. --prune {max(1, steps // 5)}")
             if ns.eval_every is None and ns.chunk_size is None:
                 s["eval_every"] = math.gcd(s["prune"]["min_steps"], 100)
-            if len(categories(s)) > 1:
-                raise UsageError("--prune ranks settings across the grid, but several "
-                                 "--optimizer/--schedule values run as separate sweeps: give "
-                                 "one of each with --prune")
         s["pbt"] = None
         if getattr(ns, "pbt", None) is not None:  # population-based training, ranked by eval
             if s["prune"]:

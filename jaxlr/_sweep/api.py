@@ -18,7 +18,6 @@ from jaxlr._optim import DIVERGENCE_FACTOR
 from jaxlr._sweep import checkpoint as _checkpoint
 from jaxlr._sweep import checks, loop, memory
 from jaxlr._sweep.blocks import block_size, fits_or_block, run_blocks
-from jaxlr._sweep.categories import run_categories
 from jaxlr._sweep.compiled import (
     Dispatch,
     Functions,
@@ -33,7 +32,7 @@ from jaxlr._sweep.grid import grid as _grid
 from jaxlr._sweep.halving import SuccessiveHalving
 from jaxlr._sweep.member import DivergenceRule
 from jaxlr._sweep.memory import SweepTooLarge
-from jaxlr._sweep.placement import Placement, Rows
+from jaxlr._sweep.placement import Placement
 from jaxlr._sweep.plan import Plan, check_policy, make_plan
 from jaxlr._sweep.policies import Policy
 from jaxlr._sweep.result import SweepResult
@@ -117,8 +116,10 @@ def sweep(
         optimizer: ``hp -> optax transform`` for one member; ``hp`` maps each grid axis (and
             ``"seed"``) to a traced scalar, and each categorical axis (strings) to its plain
             Python value: ``{"adam": jaxlr.adam, "sgd": jaxlr.sgd}[hp["optimizer"]](hp["lr"])``
-            (each category runs as a sweep of its own, one after another, merged in grid
-            order: ``jaxlr._sweep.categories``).
+            (each category is a block of rows of the same program, with a vmapped step and
+            an optimizer state of its own, run in turn inside each scanned step:
+            ``jaxlr._sweep.categories``; successive halving ranks across categories and
+            compacts within them, population-based training copies within a category).
         grid: a :class:`Grid` (or a dict, passed to :func:`jaxlr.grid`). Every axis but
             ``seed`` must be read by ``optimizer(hp)`` (else members would train identically:
             a misspelt name is refused before step 0); an axis whose name starts with ``_`` is
@@ -168,8 +169,8 @@ def sweep(
             HParams experiment, written from the host after each chunk (so the run has chunk
             ends, as with a progress bar: at most 200 steps apart by default), never by a
             per-step callback; the files equal :func:`jaxlr.write_tensorboard`'s export of the
-            result. With categorical axes or ``member_block`` the members run as separate
-            sub-sweeps and the log is written once they have all finished.
+            result. With ``member_block`` the blocks run as separate sweeps and the log is
+            written once they have all finished.
             ``pip install jaxlr[tensorboard]``.
 
     Returns:
@@ -192,31 +193,16 @@ def sweep(
     policy = _one_policy(prune, policy)
     g = grid if isinstance(grid, Grid) else _grid(**grid)
     records = None if log_dir is None else _records_for(log_dir)
-    if records is not None and (g.categorical or member_block is not None):
-        result = sweep(init, loss_fn, data, optimizer, g, steps=steps, batch_size=batch_size,
-                       eval_data=eval_data, eval_every=eval_every, devices=devices,
-                       checkpoint=checkpoint, progress=progress, chunk_size=chunk_size,
-                       divergence_factor=divergence_factor, divergence=divergence,
-                       policy=policy, member_block=member_block)
-        if jax.process_index() == 0:
-            records.write_tensorboard(result, log_dir)
-        return result
-    if g.categorical:
-        if isinstance(policy, SuccessiveHalving):
-            raise ValueError("successive halving ranks settings across the grid, but the "
-                             f"categories of {g.categorical} run as separate sweeps: not both")
-        return run_categories(lambda **kw: sweep(**{**dict(
-            init=init, loss_fn=loss_fn, data=data, steps=steps, batch_size=batch_size,
-            eval_data=eval_data, eval_every=eval_every, devices=devices, progress=progress,
-            chunk_size=chunk_size, divergence_factor=divergence_factor, divergence=divergence,
-            policy=policy, member_block=member_block), **kw}), g, optimizer, checkpoint)
     if member_block is not None:
-        return _in_blocks(member_block, grid, checkpoint, policy, data, devices, dict(
+        result = _in_blocks(member_block, g, checkpoint, policy, data, devices, dict(
             init=init, loss_fn=loss_fn, data=data, optimizer=optimizer, steps=steps,
             batch_size=batch_size, eval_data=eval_data, eval_every=eval_every, devices=devices,
             progress=progress, chunk_size=chunk_size, divergence_factor=divergence_factor,
             divergence=divergence))
-    plan = make_plan(loss_fn, data, optimizer, grid, steps=steps, batch_size=batch_size,
+        if records is not None and jax.process_index() == 0:
+            records.write_tensorboard(result, log_dir)
+        return result
+    plan = make_plan(loss_fn, data, optimizer, g, steps=steps, batch_size=batch_size,
                      eval_data=eval_data, eval_every=eval_every, checkpoint=checkpoint,
                      progress=progress, chunk_size=chunk_size,
                      divergence_factor=divergence_factor, divergence=divergence, policy=policy,
@@ -227,12 +213,19 @@ def sweep(
     if policy is not None:
         check_policy(policy, plan.k, eval_data, plan.eval_every, fns.aux_names)
     first_lr = compile_cached(fns.initial_lr.lower(inputs.hp), place.devices)
-    checks.initial_lrs(place.fetch(first_lr(inputs.hp))[:plan.m], plan.grid)
+    checks.initial_lrs(plan.rows(len(place.devices)).by_member(
+        place.fetch(first_lr(inputs.hp))), plan.grid)
     fns, lowered = _fits(plan, fns, place, inputs)
     live = None if records is None else records.LiveTensorBoard(
         log_dir, plan.grid, steps, inputs.eval_data is not None, fns.aux_names)
     out = loop.run(plan, fns, place, inputs, lowered,
                    [p for p in (policy, live) if p is not None])
+    return _result(plan, fns, place, out, live)
+
+
+def _result(plan: Plan, fns: Functions, place: Placement, out: loop.Outcome,
+            live: Any) -> SweepResult:
+    """The loop's outcome as a :class:`SweepResult` (rows in member order)."""
     params, rest, status = place.fetch(out.final, numpy=False)
     status = jax.tree.map(lambda x: np.asarray(x)[:plan.m], status)
     arrays = out.curves.to_arrays()
@@ -240,15 +233,15 @@ def sweep(
         live.close(~status.alive)
     return SweepResult(
         grid=plan.grid,
-        loss=arrays["loss"][:, :steps],
-        lr=arrays["lr"][:, :steps],
+        loss=arrays["loss"][:, :plan.steps],
+        lr=arrays["lr"][:, :plan.steps],
         eval=arrays.get("eval"),
         eval_aux={a[len("aux_"):]: v for a, v in arrays.items() if a.startswith("aux_")},
         eval_steps=arrays["eval_steps"],
         diverged=~status.alive,
         diverged_at=status.diverged_at,
         pruned_at=out.stopped_at,
-        history=out.history.to_arrays() if policy is not None else None,
+        history=out.history.to_arrays() if plan.policy is not None else None,
         state=(params, rest),
         assemble=fns.model.assemble,
     )
@@ -302,7 +295,7 @@ def _place_inputs(plan: Plan, place: Placement, data: Any,
     digests = None if plan.checkpoint is None else (
         _checkpoint.tree_digest(data) if plan.in_memory else None,
         _checkpoint.tree_digest(eval_data))
-    rows = Rows(np.arange(plan.m), len(place.devices))
+    rows = plan.rows(len(place.devices))
     by_member, replicated = place.by_member, place.replicated
     hp, seed_pos, seeds, data, eval_data = place.put(
         (*rows.host(plan.cols), plan.seeds, data if plan.in_memory else None, eval_data),

@@ -38,9 +38,10 @@ class Functions(NamedTuple):
     evaluate: Callable  # (state, eval_data) -> (loss, aux) [rows]
     copy_state: Callable  # carry -> a copy of state(carry) (the carry is donated)
     write_rows: Callable  # (store, rows, ids) -> store with store[ids] = rows
-    take_rows: Callable  # (tree, idx) -> tree[idx]
+    take_rows: Callable  # (carry, idx) -> carry[idx] (with categories: a block's own rows)
     ahead: dict  # rows -> Future of the chunk compiled ahead of time for that batch size
     initial_lr: Callable  # hp [rows] -> [rows] the LR of each member's first update
+    state: Callable  # carry -> the rows' (params, rest, status) (``member.state``), [rows]
 
 
 def chunk_inputs(fns: Functions, data: Any, seeds: jax.Array, sample_batch: Any,
@@ -57,13 +58,16 @@ def chunk_inputs(fns: Functions, data: Any, seeds: jax.Array, sample_batch: Any,
 def lower_all(fns: Functions, whole: bool, carry: Carry | None, hp: dict, xs: Any,
               table: Any, seed_pos: jax.Array, eval_data: Any, by_member: Any) -> list:
     """The lowered programs the loop will run: the chunk (or the whole run) and the eval."""
+    def placed(shapes):
+        return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_member),
+                            shapes)
+
     if whole:
         out = [fns.whole.lower(hp, xs, table, seed_pos)]
-        st = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_member),
-                          jax.eval_shape(fns.whole, hp, xs, table, seed_pos)[0])
+        st = placed(jax.eval_shape(fns.whole, hp, xs, table, seed_pos)[0])
     else:
         out = [fns.chunk.lower(carry, hp, np.int32(0), xs, table, seed_pos)]
-        st = state(carry)
+        st = state(carry) if fns.state is state else placed(jax.eval_shape(fns.state.jitted, carry))
     if eval_data is not None:
         out.append(fns.evaluate.lower(st, eval_data))
     return out
@@ -224,19 +228,37 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
     integers and the devices, so it is shared across calls (:func:`batch_table`)."""
     k, n, batch_size = plan.k, plan.n, plan.batch_size
     model = adapt(init, loss_fn)
-    program = Program(model, optimizer, plan.steps, plan.rule, place.devices[0].platform)
-    aux_names = program.check(plan.hp0, sample_batch, eval_data)
+    platform = place.devices[0].platform
+    if plan.categories is None:
+        programs = [Program(model, optimizer, plan.steps, plan.rule, platform)]
+        firsts = [0]
+    else:  # one program per category, each checked on its first member
+        programs = [Program(model, with_values(optimizer, values), plan.steps, plan.rule,
+                            platform) for values in plan.categories]
+        firsts = [int(np.flatnonzero(plan.groups == g)[0]) for g in range(len(programs))]
+    aux_names = [p.check(plan.hp(i), sample_batch, eval_data)
+                 for p, i in zip(programs, firsts, strict=True)][0]
     by_member = place.by_member
     in_memory = n is not None
-    vchunk = member_map(program.chunk, in_axes=(0, 0, None, None, None, 0))
 
-    def run_chunk(carry, hp, t0, xs, table, seed_pos):
-        if in_memory:  # xs: the data; each member reads its seed's row of the table per step
-            return vchunk(carry, hp, table, t0, xs, seed_pos)
-        return vchunk(carry, hp, xs, t0, None, seed_pos)
+    def member_chunk(program):
+        vchunk = member_map(program.chunk, in_axes=(0, 0, None, None, None, 0))
 
-    vinit = member_map(program.init, in_axes=(0,))
-    vlr = member_map(program.initial_lr, in_axes=(0,))
+        def run_chunk(carry, hp, t0, xs, table, seed_pos):
+            if in_memory:  # xs: the data; each member reads its seed's row of the table
+                return vchunk(carry, hp, table, t0, xs, seed_pos)
+            return vchunk(carry, hp, xs, t0, None, seed_pos)
+
+        return run_chunk
+
+    chunks = [member_chunk(p) for p in programs]
+    inits = [member_map(p.init, in_axes=(0,)) for p in programs]
+    lrs = [member_map(p.initial_lr, in_axes=(0,)) for p in programs]
+    if plan.categories is None:
+        run_chunk, vinit, vlr, rows_state, take = chunks[0], inits[0], lrs[0], state, take_rows
+    else:
+        run_chunk, vinit, vlr = grouped_chunk(chunks), grouped(inits), grouped(lrs, join=True)
+        rows_state, take = grouped_state, grouped_take
 
     def initial_lr(hp):
         return vlr(hp)
@@ -244,7 +266,7 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
     def run_whole(hp, xs, table, seed_pos):
         """A run of one chunk: init and training in one program, the optimizer state kept in."""
         carry, curves = run_chunk(vinit(hp), hp, jnp.int32(0), xs, table, seed_pos)
-        return state(carry), curves
+        return rows_state(carry), curves
 
     return Functions(
         model=model, aux_names=aux_names,
@@ -255,14 +277,65 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
         # inside the chunk program, the same indices made every training step ~3% slower on
         # CPU (benchmarks/results/cpu-index-ab.md).
         batch_table=batch_table(k, n, batch_size, place) if in_memory else None,
-        evaluate=jax.jit(member_map(program.evaluate, in_axes=(0, None))),
-        copy_state=Cached(jax.jit(copy_state, out_shardings=by_member), place.devices),
+        evaluate=jax.jit(member_map(programs[0].evaluate, in_axes=(0, None))),
+        copy_state=Cached(jax.jit(copy_state if rows_state is state else rows_state,
+                                  out_shardings=by_member), place.devices),
         write_rows=Cached(jax.jit(write_rows, out_shardings=by_member, donate_argnums=0),
                           place.devices),
-        take_rows=Cached(jax.jit(take_rows, out_shardings=by_member), place.devices),
+        take_rows=Cached(jax.jit(take, out_shardings=by_member), place.devices),
         ahead={},
         initial_lr=jax.jit(initial_lr),
+        state=state if rows_state is state else Cached(
+            jax.jit(rows_state, out_shardings=by_member), place.devices),
     )
+
+
+def with_values(optimizer: Callable, values: dict[str, Any]) -> Callable:
+    """``optimizer`` for one category: ``hp`` with the category's values (plain Python)."""
+    return lambda hp: optimizer({**hp, **values})
+
+
+# Categorical axes: one block of rows per category (``placement.Rows``), each with its own
+# carry (its optimizer's state), in ONE program: each category's vmapped chunk runs in turn
+# inside it (not ``lax.switch``, which under vmap would compute every category's step for
+# every row). The blocks' sizes are static (the shapes), so an empty block (a category that
+# successive halving stopped entirely) is skipped at trace time.
+def _rows(carry: Carry) -> int:
+    return carry.status.alive.shape[0]
+
+
+def grouped(fs: list[Callable], join: bool = False) -> Callable:
+    """``f_g(args_g)`` for each block g (tuples in, a tuple out, or concatenated: ``join``)."""
+    def run(args):
+        out = tuple(f(a) for f, a in zip(fs, args, strict=True))
+        return jnp.concatenate(out) if join else out
+
+    return run
+
+
+def grouped_chunk(chunks: list[Callable]) -> Callable:
+    """The chunk of every block in one program; the curves in row order ([R, K], blocks
+    concatenated)."""
+    def run_chunk(carry, hp, t0, xs, table, seed_pos):
+        outs = [(c, None) if _rows(c) == 0 else f(c, h, t0, xs, table, s)
+                for f, c, h, s in zip(chunks, carry, hp, seed_pos, strict=True)]
+        k = next(rec[0].shape[1] for _, rec in outs if rec is not None)
+        curves = tuple(jnp.concatenate([jnp.zeros((0, k), jnp.float32) if rec is None
+                                        else rec[i] for _, rec in outs]) for i in range(2))
+        return tuple(c for c, _ in outs), curves
+
+    return run_chunk
+
+
+def grouped_state(carry: tuple) -> Any:
+    """The rows' (params, rest, status) of every block, in row order (one array per leaf: a
+    category changes the optimizer, so its state, never the model)."""
+    return jax.tree.map(lambda *x: jnp.concatenate(x), *[state(c) for c in carry])
+
+
+def grouped_take(carry: tuple, idx: tuple) -> tuple:
+    """Each block's rows ``idx[g]`` (positions within the block)."""
+    return tuple(take_rows(c, i) for c, i in zip(carry, idx, strict=True))
 
 
 def member_map(f: Callable, in_axes: tuple) -> Callable:

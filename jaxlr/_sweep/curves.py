@@ -25,8 +25,11 @@ class Curves:
         self.aux: dict[str, list[np.ndarray]] = {}
 
     def _full(self, active: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """[M, ...] the values of the real rows ``rows`` [r, ...] of members ``active`` [r]."""
+        if len(rows) != len(active):
+            raise AssertionError(f"{len(rows)} rows for {len(active)} members")
         out = np.full((self.m, *rows.shape[1:]), np.nan, rows.dtype)
-        out[active] = rows[: len(active)]
+        out[active] = rows
         return out
 
     def add_curves(self, active: np.ndarray, loss: np.ndarray, lr: np.ndarray) -> np.ndarray:

@@ -64,7 +64,8 @@ class SuccessiveHalving(_Rule, Policy):
         keep = self.survivors(end.active, self.scores(end), end.grid.settings()[end.active])
         if len(keep) == len(end.active):
             return None
-        return Layout(members=keep, source=np.searchsorted(end.active, keep))
+        position = {int(member): i for i, member in enumerate(end.active)}
+        return Layout(members=keep, source=np.array([position[int(i)] for i in keep], np.int64))
 
     def rungs(self, steps: int) -> list[int]:
         """The rung steps ``min_steps * eta**k`` strictly below ``steps``."""

@@ -18,7 +18,6 @@ from jaxlr._sweep import checkpoint as _checkpoint
 from jaxlr._sweep.compiled import Functions, compile_ahead, program_digest
 from jaxlr._sweep.curves import Curves, History
 from jaxlr._sweep.data import stack_batches
-from jaxlr._sweep.member import state
 from jaxlr._sweep.placement import Placement, Rows
 from jaxlr._sweep.plan import Plan
 from jaxlr._sweep.policies import (
@@ -71,11 +70,11 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
     """Train ``plan``'s members with ``fns``, chunk by chunk, to the end, with the engine's
     own policies (evaluation, progress, checkpointing) around ``policies``."""
     n_dev, m, steps, k = len(place.devices), plan.m, plan.steps, plan.k
-    rows = Rows(np.arange(m), n_dev)
+    rows = plan.rows(n_dev)
     hp, seed_pos = inputs.hp, inputs.seed_pos
     carry = None if plan.whole else fns.init(hp)
     m_rows = len(rows.ids)
-    if policies and plan.in_memory:
+    if policies and plan.in_memory and plan.categories is None:  # (blocks: sizes unknown)
         sizes = [r for p in policies for r in p.batch_sizes(plan.grid, steps, n_dev)
                  if r != m_rows]
         compile_ahead(fns, sizes, (carry, hp, np.int32(0), inputs.data,
@@ -83,8 +82,10 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
                       place.by_member, place.devices)
     # when a policy may stop members, ``store`` keeps every member's final state, row m =
     # member m: a member that stops (e.g. pruned) is written there when it stops, the others
-    # at the end (a policy that only copies rows, as population-based training, needs none)
-    store = fns.copy_state(carry) if any(p.stops_members for p in policies) else None
+    # at the end (a policy that only copies rows, as population-based training, needs none);
+    # with categories too, whose rows are not in member order (``placement.Rows``)
+    store = (fns.copy_state(carry) if (plan.categories is not None and not plan.whole) or
+             any(p.stops_members for p in policies) else None)
     stopped_at = np.full(m, -1, np.int32)
     curves, history = Curves(m), History(m)
     first_chunk, engine_after = 0, []
@@ -103,14 +104,14 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
         Evaluation(fns.evaluate, inputs.eval_data, plan.eval_every, steps, place.fetch)]
     policies = [*engine_before, *policies, *engine_after]
     boundaries = {b for p in policies for b in p.boundaries(steps)}
-    st = None if plan.whole else state(carry)  # the members' (params, rest, status) so far
+    st = None if plan.whole else fns.state(carry)  # the rows' (params, rest, status) so far
 
     def collect(pending: tuple) -> None:
         """Bring one chunk's curves to the host and show them to the policies."""
-        t0, t_end, chunk_curves, active, launched = pending
-        curves.add_curves(active, *place.fetch(chunk_curves))
+        t0, t_end, chunk_curves, (active, real), launched = pending
+        curves.add_curves(active, *(c[real] for c in place.fetch(chunk_curves)))
         for policy, work in zip(policies, launched):
-            policy.record(ChunkDone(t0, t_end, active, curves, work))
+            policy.record(ChunkDone(t0, t_end, active, curves, work, real))
 
     def snapshot() -> tuple[Any, dict]:
         """The loop's state on the host, as a checkpoint holds it (read when called)."""
@@ -138,18 +139,18 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
             st, chunk_curves = fns.whole(hp, xs, table, seed_pos)
         else:
             carry, chunk_curves = chunk(carry, hp, np.int32(t0), xs, table, seed_pos)
-            st = state(carry)
+            st = fns.state(carry)
         launched = [p.launch(t_end, st) for p in policies]
         # collect the previous chunk while this one runs (dispatch is asynchronous)
         if pending is not None:
             collect(pending)
-        pending = (t0, t_end, chunk_curves, rows.active, launched)
+        pending = (t0, t_end, chunk_curves, (rows.active, rows.real), launched)
         if t_end not in boundaries:
             continue
         collect(pending)
         pending = None
         end = ChunkEnd(step=t_end, steps=steps, active=rows.active,
-                       alive=place.fetch(carry.status.alive)[: len(rows.active)],
+                       alive=place.fetch(st[2].alive)[rows.real],
                        curves=curves, grid=plan.grid, hparams=plan.cols, chunk=c,
                        snapshot=snapshot)
         for policy in policies:
@@ -160,18 +161,22 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
                 old, alive = rows, np.ones(m, bool)
                 alive[end.active] = end.alive
                 carry, rows, hp, seed_pos = _apply(layout, carry, rows, plan, place, fns)
-                st = state(carry)
+                st = fns.state(carry)
                 parents = np.full(m, -1, np.int64)
-                parents[layout.members] = old.ids[layout.source]
+                parents[layout.members] = old.active[layout.source]
                 history.add(t_end, parents, alive, _numeric(plan.cols))
                 stopped_at[np.setdiff1d(end.active, layout.members)] = t_end
-                end = end._replace(active=rows.active, alive=end.alive[layout.source])
+                end = end._replace(active=rows.active,
+                                   alive=end.alive[layout.source][rows.order])
     if pending is not None:
         collect(pending)
     if store is not None:  # the last rows' final states
         store = fns.write_rows(store, st, rows.ids)
     for policy in policies:
         policy.finish()
+    if store is None and plan.categories is not None:  # one program (whole): no store
+        order = rows.by_member(np.arange(len(rows.ids)))
+        st = jax.tree.map(lambda x: x[order], st)
     return Outcome(final=st if store is None else store, curves=curves, stopped_at=stopped_at,
                    history=history)
 
@@ -186,10 +191,8 @@ def _apply(layout: Layout, carry: Any, rows: Rows, plan: Plan, place: Placement,
     """The rows of ``layout``: an on-device gather of the old rows' states, the hp put anew."""
     if layout.hparams is not None:
         plan.cols.update(layout.hparams)
-    new = Rows(layout.members, len(place.devices))
-    source = np.concatenate([layout.source, np.repeat(layout.source[-1:],
-                                                      len(new.ids) - len(layout.source))])
-    carry = fns.take_rows(carry, source)
+    new = Rows(layout.members, len(place.devices), rows.groups, rows.n_groups)
+    carry = fns.take_rows(carry, new.source(rows, layout.source))
     hp, seed_pos = new.put(plan.cols, place)
     return carry, new, hp, seed_pos
 
@@ -219,7 +222,7 @@ def _resume(plan: Plan, place: Placement, parts: dict, carry: Any, store: Any,
     history = History.from_arrays(plan.m, saved)
     saved = {k: v for k, v in saved.items() if not k.startswith("history_")}
     if store is not None:
-        rows = Rows(saved.pop("active"), len(place.devices))
+        rows = Rows(saved.pop("active"), len(place.devices), rows.groups, rows.n_groups)
         stopped_at = saved.pop("pruned_at")
         store = place.put(store_np, place.by_member)
     if history.hparams:  # the columns the last layout left (e.g. explored hparams)

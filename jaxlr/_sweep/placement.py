@@ -14,22 +14,83 @@ from jax.sharding import PartitionSpec as P
 
 
 class Rows:
-    """Which member each row of the vmapped batch holds: the ``active`` members (sorted), padded
-    to a multiple of the device count by repeating the last one (padding rows are discarded)."""
+    """Which member each row of the vmapped batch holds.
 
-    def __init__(self, active: np.ndarray, n_devices: int):
-        self.active = np.asarray(active, np.int64)
-        pad = -len(self.active) % n_devices
-        self.ids = np.concatenate([self.active, np.repeat(self.active[-1:], pad)])
+    One group (no categorical axis): the ``active`` members (sorted), padded to a multiple of
+    the device count by repeating the last one. With categorical axes (``groups``: each
+    member's category index, of ``n_groups``), the rows are one block per category, in
+    category order, each block its category's active members (in the order given) padded to a
+    multiple of the device count by repeating its last member (a block may be empty), so that
+    each category's block is sharded over every device. Padding rows train a copy of a real
+    row and are discarded.
 
-    def host(self, cols: dict[str, np.ndarray]) -> tuple[dict, np.ndarray]:
-        """The rows' hyperparameters (``hp``) and seed positions, on the host."""
-        return ({kk: v[self.ids] for kk, v in cols.items() if kk != "_seed_pos"},
-                cols["_seed_pos"][self.ids])
+    Attributes: ``active`` [r] the member of each real row, in row order; ``ids`` [R] the
+    member of every row; ``real`` [r] the positions of the real rows; ``index`` [R] each row's
+    position in ``active``; ``sizes`` the blocks' sizes (None: one group).
+    """
 
-    def put(self, cols: dict[str, np.ndarray], place: Placement) -> tuple[dict, jax.Array]:
+    def __init__(self, active: np.ndarray, n_devices: int, groups: np.ndarray | None = None,
+                 n_groups: int = 1):
+        active = np.asarray(active, np.int64)
+        self.groups, self.n_groups = groups, n_groups
+        if groups is None:
+            blocks = [np.arange(len(active))]
+        else:  # a stable partition by category: the order within a category is kept
+            of = np.asarray(groups)[active]
+            blocks = [np.flatnonzero(of == g) for g in range(n_groups)]
+        index, real, sizes = [], [], []
+        for block in blocks:
+            pad = -len(block) % n_devices
+            real.append(np.arange(len(block)) + sum(sizes))
+            index.append(np.concatenate([block, np.repeat(block[-1:], pad)]))
+            sizes.append(len(block) + pad)
+        order = np.concatenate(blocks).astype(np.int64)
+        rank = np.empty(len(active), np.int64)
+        rank[order] = np.arange(len(active))
+        self.active = active[order]
+        self.order = order  # active[k] is the given ``active[order[k]]``
+        self.index = rank[np.concatenate(index).astype(np.int64)]
+        self.ids = self.active[self.index]
+        self.real = np.concatenate(real).astype(np.int64)
+        self.sizes = None if groups is None else tuple(sizes)
+
+    def host(self, cols: dict[str, np.ndarray]) -> tuple[Any, Any]:
+        """The rows' hyperparameters (``hp``: the numeric columns) and seed positions, on the
+        host; with groups, one ``(hp, seed_pos)`` per block (tuples)."""
+        numeric = {kk: v for kk, v in cols.items()
+                   if kk != "_seed_pos" and v.dtype.kind not in "US"}
+        if self.sizes is None:
+            return {kk: v[self.ids] for kk, v in numeric.items()}, cols["_seed_pos"][self.ids]
+        blocks = np.split(self.ids, np.cumsum(self.sizes)[:-1])
+        return (tuple({kk: v[b] for kk, v in numeric.items()} for b in blocks),
+                tuple(cols["_seed_pos"][b] for b in blocks))
+
+    def put(self, cols: dict[str, np.ndarray], place: Placement) -> tuple[Any, Any]:
         """The rows' hyperparameters (``hp``) and seed positions, sharded by member."""
         return place.put(self.host(cols), place.by_member)
+
+    def by_member(self, values: np.ndarray) -> np.ndarray:
+        """[r] ``values`` [R] (one per row) of the real rows, in ascending member order."""
+        return np.asarray(values)[self.real[np.argsort(self.active, kind="stable")]]
+
+    def source(self, old: Rows, source: np.ndarray) -> Any:
+        """The gather index of a new layout: ``source`` [r] (aligned with the members given to
+        this ``Rows``) holds positions in ``old.active``; returns, for every row, the old row
+        its state comes from: one [R] array, or with groups one array per block of positions
+        within the old block (a row's category never changes)."""
+        src = np.asarray(source, np.int64)[self.order][self.index]  # into old.active, per row
+        flat = old.real[src]
+        if self.sizes is None:
+            return flat
+        starts = np.concatenate([[0], np.cumsum(old.sizes)[:-1]])
+        ends = np.cumsum(self.sizes)
+        out = []
+        for g, (lo, hi) in enumerate(zip(ends - np.asarray(self.sizes), ends, strict=True)):
+            rows = flat[lo:hi]
+            if len(rows) and not ((rows >= starts[g]) & (rows < starts[g] + old.sizes[g])).all():
+                raise AssertionError("a layout copied a row across categories")
+            out.append(rows - starts[g])
+        return tuple(out)
 
 
 @functools.lru_cache(maxsize=16)

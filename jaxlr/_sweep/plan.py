@@ -15,10 +15,12 @@ import numpy as np
 
 from jaxlr._optim import hparam
 from jaxlr._sweep import checks
+from jaxlr._sweep.categories import split
 from jaxlr._sweep.data import is_array_data, num_examples
 from jaxlr._sweep.grid import Grid, grid
 from jaxlr._sweep.halving import SuccessiveHalving
 from jaxlr._sweep.member import DivergenceRule, blowup_rule
+from jaxlr._sweep.placement import Rows
 from jaxlr._sweep.policies import Policy
 
 # the default chunk is the whole run when nothing happens between chunks and its batch indices
@@ -46,16 +48,24 @@ class Plan(NamedTuple):
     policy: Policy | None  # a layout policy (successive halving, population-based training)
     checkpoint: Any
     progress: bool | str  # a string labels the bar
+    categories: list[dict[str, str]] | None = None  # the categories' values, in order
+    groups: np.ndarray | None = None  # [M] each member's category (its index in categories)
 
     @property
     def m(self) -> int:
         """The number of members."""
         return len(self.grid)
 
-    @property
-    def hp0(self) -> dict[str, Any]:
-        """The first member's hyperparameters (for the abstract check)."""
-        return {kk: v[0] for kk, v in self.cols.items() if kk != "_seed_pos"}
+    def hp(self, i: int) -> dict[str, Any]:
+        """Member ``i``'s traced hyperparameters (the numeric columns; for the abstract
+        check)."""
+        return {kk: v[i] for kk, v in self.cols.items()
+                if kk != "_seed_pos" and v.dtype.kind not in "US"}
+
+    def rows(self, n_devices: int) -> Rows:
+        """The first layout: every member, in one block per category."""
+        return Rows(np.arange(self.m), n_devices, self.groups,
+                    1 if self.categories is None else len(self.categories))
 
     def config(self, n_devices: int) -> dict[str, Any]:
         """The settings a checkpoint's fingerprint covers."""
@@ -118,11 +128,18 @@ def make_plan(loss_fn: Callable, data: Any, optimizer: Callable, grid_: Grid | M
     # whose optimizer state comes from and goes back to the caller ran ~3% slower per step than
     # one that keeps it inside (benchmarks/results/cpu-index-ab.md).
     whole = n_chunks == 1 and checkpoint is None and policy is None
+    categories, groups = None, None
+    if g.categorical:
+        parts = split(g)
+        categories, groups = [values for values, _ in parts], np.zeros(len(g), np.int64)
+        for index, (_, members) in enumerate(parts):
+            groups[members] = index
     return Plan(grid=g, steps=steps, batch_size=batch_size, k=k, n_chunks=n_chunks, whole=whole,
                 in_memory=in_memory, n=n, batches=batches, eval_every=eval_every, cols=cols,
                 seeds=np.asarray(seeds, np.int32), rule=rule,
                 divergence="custom" if divergence else float(divergence_factor), policy=policy,
-                checkpoint=checkpoint, progress=progress)
+                checkpoint=checkpoint, progress=progress, categories=categories,
+                groups=groups)
 
 
 def default_chunk(steps: int, eval_every: int | None, policy: Any, quiet: bool = False) -> int:

@@ -42,6 +42,7 @@ class ChunkDone(NamedTuple):
     active: np.ndarray  # [r] the member each row held during the chunk
     curves: Any  # the recorded curves (``curves.Curves``), this chunk's loss and LR included
     launched: Any  # what this policy's :meth:`Policy.launch` returned for the chunk (or None)
+    real: np.ndarray | None = None  # [r] the rows of ``active`` (None: the first r rows)
 
 
 class ChunkEnd(NamedTuple):
@@ -122,7 +123,9 @@ class Evaluation(Policy):
     def record(self, done: ChunkDone) -> None:
         if done.launched is not None:
             loss, aux = self.fetch(done.launched)
-            done.curves.add_eval(done.step, done.active, loss, aux)
+            real = np.arange(len(done.active)) if done.real is None else done.real
+            done.curves.add_eval(done.step, done.active, loss[real],
+                                 {k: v[real] for k, v in aux.items()})
 
 
 class Progress(Policy):

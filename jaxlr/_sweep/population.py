@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from jaxlr._optim import hparam
+from jaxlr._sweep.categories import split
 from jaxlr._sweep.curves import tail_mean
 from jaxlr._sweep.policies import ChunkEnd, Layout, Policy, ranking
 
@@ -80,9 +81,19 @@ class PopulationBased(_Rule, Policy):
             return None
         names = self.explored(end.grid)
         rng = np.random.default_rng([self.seed, end.step])
-        values = {k: end.hparams[k][end.active] for k in names}
-        choices = {k: np.unique(end.grid.columns[k]) for k in names}
-        parents, new = exploit_explore(self.scores(end), values, choices, self, rng)
+        scores = self.scores(end)
+        parents = np.arange(len(end.active))
+        new = {k: np.array(end.hparams[k][end.active]) for k in names}
+        # within each category (categorical axes): a member copies one of its own category,
+        # and explores that category's grid values (without categories: one group)
+        for _, members in split(end.grid.select(end.active)):
+            values = {k: end.hparams[k][end.active[members]] for k in names}
+            own = end.active[members]
+            choices = {k: np.unique(end.grid.columns[k][own]) for k in names}
+            local, explored = exploit_explore(scores[members], values, choices, self, rng)
+            parents[members] = members[local]
+            for k in names:
+                new[k][members] = explored[k]
         if (parents == np.arange(len(parents))).all():
             return None
         cols = dict(end.hparams)  # a slot keeps its seed (data order) and its labels
