@@ -217,6 +217,23 @@ def test_overfitting_advice_follows_the_context():
     assert alone[0].advice.endswith("or try a smaller LR (none was tried)")
 
 
+@pytest.mark.parametrize("smaller, end", [
+    # 0.48 vs 0.5: lower, but not clearly (gap 0.02 / (S - 0.48) < 5%, ratio 1.04 < 1.5)
+    (0.48, "keep the LR: the smaller 0.1 reached mean held-out loss 0.48 vs 0.5 here: lower, "
+           "but not clearly"),
+    (0.55, "keep the LR: no smaller LR reached a lower held-out loss"),
+])
+def test_overfitting_keep_advice_names_a_smaller_lr_that_did_better(smaller, end):
+    """The "no smaller LR reached a lower held-out loss" claim is made only when it is true;
+    a smaller LR that was lower but not clearly is named instead (as a healthy advice does)."""
+    train = np.stack([levelled(0.2), levelled(0.05)])
+    train[1, -10:] = 0.01  # lr 1 keeps falling at the end
+    held = [[smaller, smaller], [0.3, 0.5]]
+    out = diagnose_sweep(make_result(train, [0.1, 1.0], held=held, held_steps=[50, 100]))
+    assert out[1].label == "overfitting"
+    assert f"more data); {end}" in out[1].advice, out[1].advice
+
+
 # --- grid_edge ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("held, edge, lr, text", [
     ([0.6, 0.4, 0.2], 1, 1.0, "extend the grid to ~10: the best LR may lie above 1"),
