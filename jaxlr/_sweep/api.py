@@ -321,8 +321,9 @@ def _fits(plan: Plan, fns: Functions, place: Placement,
         jax.eval_shape(fns.init.jitted, inputs.hp))
     xs, table = chunk_inputs(fns, inputs.data, inputs.seeds, inputs.sample_batch, plan.k,
                              place.replicated)
+    move = loop.still_move(plan.rows(len(place.devices)), place) if fns.copies else None
     lowered = lower_all(fns, plan.whole, carry, inputs.hp, xs, table, inputs.seed_pos,
-                        inputs.eval_data, place.by_member)
+                        inputs.eval_data, place.by_member, move)
     compiled = [compile_cached(p, place.devices) for p in lowered]
     need = max((memory.program_bytes(c) or 0 for c in compiled), default=0)
     memory.check_fits(need, memory.free_bytes(place.devices), plan.m + (-plan.m % len(

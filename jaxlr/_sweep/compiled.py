@@ -32,7 +32,7 @@ class Functions(NamedTuple):
     model: Model
     aux_names: list[str]
     init: Callable  # hp [rows] -> carry
-    chunk: Callable  # (carry, hp, t0, xs, table, seed_pos) -> (carry, (loss, lr) [rows, K])
+    chunk: Callable  # (carry, hp, t0, xs, table, seed_pos[, move]) -> (carry, (loss, lr) [rows, K])
     batch_table: Callable | None  # (seeds, t0) -> [S, K, bs] the chunk's batch indices per seed
     whole: Callable  # (hp, xs, table, seed_pos) -> (state, (loss, lr)): init + one chunk
     evaluate: Callable  # (state, eval_data) -> (loss, aux) [rows]
@@ -42,6 +42,7 @@ class Functions(NamedTuple):
     ahead: dict  # rows -> Future of the chunk compiled ahead of time for that batch size
     initial_lr: Callable  # hp [rows] -> [rows] the LR of each member's first update
     state: Callable  # carry -> the rows' (params, rest, status) (``member.state``), [rows]
+    copies: bool  # the chunk takes a ``move``: rows copied at its start (a policy's layout)
 
 
 def chunk_inputs(fns: Functions, data: Any, seeds: jax.Array, sample_batch: Any,
@@ -56,7 +57,8 @@ def chunk_inputs(fns: Functions, data: Any, seeds: jax.Array, sample_batch: Any,
 
 
 def lower_all(fns: Functions, whole: bool, carry: Carry | None, hp: dict, xs: Any,
-              table: Any, seed_pos: jax.Array, eval_data: Any, by_member: Any) -> list:
+              table: Any, seed_pos: jax.Array, eval_data: Any, by_member: Any,
+              move: Any = None) -> list:
     """The lowered programs the loop will run: the chunk (or the whole run) and the eval."""
     def placed(shapes):
         return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_member),
@@ -66,7 +68,8 @@ def lower_all(fns: Functions, whole: bool, carry: Carry | None, hp: dict, xs: An
         out = [fns.whole.lower(hp, xs, table, seed_pos)]
         st = placed(jax.eval_shape(fns.whole, hp, xs, table, seed_pos)[0])
     else:
-        out = [fns.chunk.lower(carry, hp, np.int32(0), xs, table, seed_pos)]
+        out = [fns.chunk.lower(carry, hp, np.int32(0), xs, table, seed_pos,
+                               *(() if move is None else (move,)))]
         st = state(carry) if fns.state is state else placed(jax.eval_shape(fns.state.jitted, carry))
     if eval_data is not None:
         out.append(fns.evaluate.lower(st, eval_data))
@@ -259,6 +262,11 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
     else:
         run_chunk, vinit, vlr = grouped_chunk(chunks), grouped(inits), grouped(lrs, join=True)
         rows_state, take = grouped_state, grouped_take
+    # a policy that copies rows without changing their number (population-based training):
+    # the copy is the first thing the next chunk does, so it adds no program of its own
+    policy = plan.policy
+    copies = policy is not None and policy.changes_layout and not policy.stops_members
+    chunk = with_move(run_chunk, take) if copies else run_chunk
 
     def initial_lr(hp):
         return vlr(hp)
@@ -271,7 +279,7 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
     return Functions(
         model=model, aux_names=aux_names,
         init=Cached(jax.jit(vinit, out_shardings=by_member), place.devices),
-        chunk=jax.jit(run_chunk, out_shardings=by_member, donate_argnums=0),
+        chunk=jax.jit(chunk, out_shardings=by_member, donate_argnums=0),
         whole=jax.jit(run_whole, out_shardings=by_member),
         # The batch indices of a chunk [S, K, bs] come from a program of their own: computed
         # inside the chunk program, the same indices made every training step ~3% slower on
@@ -287,7 +295,20 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
         initial_lr=jax.jit(initial_lr),
         state=state if rows_state is state else Cached(
             jax.jit(rows_state, out_shardings=by_member), place.devices),
+        copies=copies,
     )
+
+
+def with_move(run: Callable, take: Callable) -> Callable:
+    """``run`` (a chunk) that first copies rows: ``move = (index, copy)``; when ``copy``, row
+    i starts from the state of row ``index[i]`` (a gather on the member axis, a collective
+    between devices), else the carry is used as it is (``lax.cond``: one program for both)."""
+    def run_chunk(carry, hp, t0, xs, table, seed_pos, move):
+        index, copy = move
+        carry = jax.lax.cond(copy, lambda c: take(c, index), lambda c: c, carry)
+        return run(carry, hp, t0, xs, table, seed_pos)
+
+    return run_chunk
 
 
 def with_values(optimizer: Callable, values: dict[str, Any]) -> Callable:

@@ -53,6 +53,41 @@ class Outcome(NamedTuple):
     history: History  # the layouts the policies applied
 
 
+class Move:
+    """The rows a copying policy's layout moves, applied at the start of the next chunk
+    (``compiled.with_move``: the copy adds no program of its own): none (``still``), or the
+    gather index of the last layout, ``pending`` until a chunk consumes it (a checkpoint
+    taken in between saves it)."""
+
+    def __init__(self, on: bool, rows: Rows, place: Placement):
+        self.on, self.place, self.pending = on, place, None
+        self.still = still_move(rows, place) if on else None
+
+    def args(self) -> tuple:
+        """The chunk's extra argument (none when the chunk takes no move); consumes
+        ``pending``."""
+        if not self.on:
+            return ()
+        if self.pending is None:
+            return (self.still,)
+        move = self.place.put((self.pending, np.bool_(True)), self.place.replicated)
+        self.pending = None
+        return (move,)
+
+    def saved(self) -> dict[str, np.ndarray]:
+        """``pending`` as a checkpoint's array (blocks concatenated), if any."""
+        if self.pending is None:
+            return {}
+        flat = self.pending if isinstance(self.pending, np.ndarray) else np.concatenate(
+            self.pending)
+        return {"pending_move": flat}
+
+
+def still_move(rows: Rows, place: Placement) -> tuple:
+    """No move: every row from itself (the chunk's ``move`` argument when nothing is copied)."""
+    return place.put((rows.identity(), np.bool_(False)), place.replicated)
+
+
 class _Resume(NamedTuple):
     first_chunk: int
     carry: Any
@@ -63,6 +98,7 @@ class _Resume(NamedTuple):
     hp: dict
     seed_pos: Any
     history: History
+    pending_move: Any  # a layout's copy not yet applied (``Move``), or None
 
 
 def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: list,
@@ -89,12 +125,13 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
     stopped_at = np.full(m, -1, np.int32)
     curves, history = Curves(m), History(m)
     first_chunk, engine_after = 0, []
+    move = Move(fns.copies, rows, place)
     if plan.checkpoint is not None:
         parts = _fingerprint(plan, inputs, carry, store, lowered, n_dev)
         resumed = _resume(plan, place, parts, carry, store, rows)
         if resumed is not None:
             (first_chunk, carry, store, rows, curves, stopped_at, hp_r, seed_pos_r,
-             history) = resumed
+             history, move.pending) = resumed
             hp, seed_pos = (hp, seed_pos) if hp_r is None else (hp_r, seed_pos_r)
         engine_after = [Checkpointing(plan.checkpoint, parts, k, place.barrier)]
     if plan.progress and jax.process_index() == 0:
@@ -116,7 +153,7 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
     def snapshot() -> tuple[Any, dict]:
         """The loop's state on the host, as a checkpoint holds it (read when called)."""
         nonlocal store
-        arrays = {**curves.to_arrays(), **history.to_arrays()}
+        arrays = {**curves.to_arrays(), **history.to_arrays(), **move.saved()}
         if store is None:
             return place.fetch((carry, None), numpy=False), arrays
         if t_end == steps:  # at the end, the rows' final states (what ``final_state`` reads)
@@ -138,7 +175,8 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
         if plan.whole:
             st, chunk_curves = fns.whole(hp, xs, table, seed_pos)
         else:
-            carry, chunk_curves = chunk(carry, hp, np.int32(t0), xs, table, seed_pos)
+            carry, chunk_curves = chunk(carry, hp, np.int32(t0), xs, table, seed_pos,
+                                        *move.args())
             st = fns.state(carry)
         launched = [p.launch(t_end, st) for p in policies]
         # collect the previous chunk while this one runs (dispatch is asynchronous)
@@ -160,7 +198,7 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
                     store = fns.write_rows(store, st, rows.ids)
                 old, alive = rows, np.ones(m, bool)
                 alive[end.active] = end.alive
-                carry, rows, hp, seed_pos = _apply(layout, carry, rows, plan, place, fns)
+                carry, rows, hp, seed_pos = _apply(layout, carry, rows, plan, place, fns, move)
                 st = fns.state(carry)
                 parents = np.full(m, -1, np.int64)
                 parents[layout.members] = old.active[layout.source]
@@ -187,12 +225,16 @@ def _numeric(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _apply(layout: Layout, carry: Any, rows: Rows, plan: Plan, place: Placement,
-           fns: Functions) -> tuple:
-    """The rows of ``layout``: an on-device gather of the old rows' states, the hp put anew."""
+           fns: Functions, move: Move) -> tuple:
+    """The rows of ``layout``: an on-device gather of the old rows' states (with a ``move``,
+    left pending for the next chunk to do), the hp put anew."""
     if layout.hparams is not None:
         plan.cols.update(layout.hparams)
     new = Rows(layout.members, len(place.devices), rows.groups, rows.n_groups)
-    carry = fns.take_rows(carry, new.source(rows, layout.source))
+    if move.on:  # the same rows, copied at the next chunk's start
+        move.pending = new.source(rows, layout.source)
+    else:
+        carry = fns.take_rows(carry, new.source(rows, layout.source))
     hp, seed_pos = new.put(plan.cols, place)
     return carry, new, hp, seed_pos
 
@@ -219,6 +261,7 @@ def _resume(plan: Plan, place: Placement, parts: dict, carry: Any, store: Any,
         return None
     done, (carry_np, store_np), saved = restored
     stopped_at, hp, seed_pos = np.full(plan.m, -1, np.int32), None, None
+    pending = saved.pop("pending_move", None)
     history = History.from_arrays(plan.m, saved)
     saved = {k: v for k, v in saved.items() if not k.startswith("history_")}
     if store is not None:
@@ -235,4 +278,5 @@ def _resume(plan: Plan, place: Placement, parts: dict, carry: Any, store: Any,
         for _ in range(min(first_chunk * plan.k, plan.steps)):
             next(plan.batches)
     return _Resume(first_chunk, carry, store, rows, Curves.from_arrays(plan.m, saved),
-                   stopped_at, hp, seed_pos, history)
+                   stopped_at, hp, seed_pos, history,
+                   None if pending is None else rows.split(pending))

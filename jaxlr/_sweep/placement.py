@@ -69,6 +69,18 @@ class Rows:
         """The rows' hyperparameters (``hp``) and seed positions, sharded by member."""
         return place.put(self.host(cols), place.by_member)
 
+    def identity(self) -> Any:
+        """The gather index of no move (every row from itself), as :meth:`source` gives it."""
+        if self.sizes is None:
+            return np.arange(len(self.ids), dtype=np.int32)
+        return tuple(np.arange(s, dtype=np.int32) for s in self.sizes)
+
+    def split(self, flat: np.ndarray) -> Any:
+        """A gather index saved flat (blocks concatenated) back in :meth:`source`'s form."""
+        if self.sizes is None:
+            return np.asarray(flat, np.int32)
+        return tuple(np.split(np.asarray(flat, np.int32), np.cumsum(self.sizes)[:-1]))
+
     def by_member(self, values: np.ndarray) -> np.ndarray:
         """[r] ``values`` [R] (one per row) of the real rows, in ascending member order."""
         return np.asarray(values)[self.real[np.argsort(self.active, kind="stable")]]
@@ -79,7 +91,7 @@ class Rows:
         its state comes from: one [R] array, or with groups one array per block of positions
         within the old block (a row's category never changes)."""
         src = np.asarray(source, np.int64)[self.order][self.index]  # into old.active, per row
-        flat = old.real[src]
+        flat = old.real[src].astype(np.int32)
         if self.sizes is None:
             return flat
         starts = np.concatenate([[0], np.cumsum(old.sizes)[:-1]])
@@ -89,7 +101,7 @@ class Rows:
             rows = flat[lo:hi]
             if len(rows) and not ((rows >= starts[g]) & (rows < starts[g] + old.sizes[g])).all():
                 raise AssertionError("a layout copied a row across categories")
-            out.append(rows - starts[g])
+            out.append((rows - starts[g]).astype(np.int32))
         return tuple(out)
 
 
