@@ -125,6 +125,30 @@ def test_colorbar_is_learning_rate_on_a_log_scale(constant_lr):
     assert colours[0] == colours[1] and colours[0] != colours[2] != colours[4]
 
 
+def test_each_category_has_a_colour_family_shaded_by_the_lr():
+    """optimizer=[sgd, adam] x 3 LRs: sgd's lines are Blues, adam's Oranges, at the shade of
+    their LR on the log colour scale (written out: lowest LR 0.35, highest 0.95 of the map);
+    the legend names the families; the metric panel draws each category's series in its
+    family."""
+    opt = lambda hp: {"sgd": jaxlr.sgd, "adam": jaxlr.adam}[hp["optimizer"]](hp["lr"])
+    res = run(jaxlr.grid(optimizer=["sgd", "adam"], lr=[0.001, 0.01, 0.1]), opt)
+    fig = plot_sweep(res)
+    loss_ax, metric_ax = panels(fig)[:2]
+    colours = [line.get_color() for line in by_gid(loss_ax, "loss")]
+    for i, (family, x) in enumerate([("Blues", 0.35), ("Blues", 0.65), ("Blues", 0.95),
+                                     ("Oranges", 0.35), ("Oranges", 0.65), ("Oranges", 0.95)]):
+        np.testing.assert_allclose(mpl.colors.to_rgba(colours[i]), mpl.colormaps[family](x),
+                                   atol=1e-6)
+    legend = [t.get_text() for t in loss_ax.get_legend().get_texts()]
+    assert legend == ["optimizer=sgd", "optimizer=adam"]
+    (cax,) = colorbar_axes(fig)
+    assert cax.get_ylabel() == "learning rate (shade; colour: optimizer)"
+    series = [c for c in metric_ax.containers if isinstance(c, ErrorbarContainer)]
+    got = [mpl.colors.to_rgba(c.lines[0].get_color()) for c in series]
+    want = [mpl.colormaps[f](0.35 + 0.6 * 0.75) for f in ("Blues", "Oranges")]
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
 def test_metric_panel_log_x_errorbar_per_lr_and_diverged_on_top(constant_lr):
     res = constant_lr
     ax = panels(plot_sweep(res))[1]

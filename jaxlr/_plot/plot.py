@@ -20,6 +20,9 @@ _INSTALL = ("jaxlr's plots need matplotlib, which is not installed; install the 
             "pip install jaxlr[plot]")
 _DPI = 120
 _CMAP = "viridis"
+# one colour family per category of a categorical axis (hue: the category; shade: the LR)
+_FAMILIES = ("Blues", "Oranges", "Greens", "Purples", "Reds", "Greys", "YlOrBr", "PuRd")
+_SHADES = (0.35, 0.95)  # the part of a family's map used (its lightest end is too pale)
 _DIVERGED = "#d62728"
 
 
@@ -74,6 +77,25 @@ def _colour_axis(result: Any) -> tuple[str | None, np.ndarray, str]:
         k = numeric[0]
         return k, np.asarray(hp[k], np.float64), f"{k} (the grid has no lr axis)"
     return None, np.arange(len(result.loss), dtype=np.float64), "member (the grid has no lr axis)"
+
+
+def _categories(hparams: dict) -> tuple[list[str], list[tuple]]:
+    """The categorical axes (strings) and each member's category (their values)."""
+    names = [k for k, v in hparams.items() if np.asarray(v).dtype.kind in "US"]
+    m = len(next(iter(hparams.values()))) if hparams else 0
+    return names, [tuple(str(hparams[k][i]) for k in names) for i in range(m)]
+
+
+def _family_maps(mpl: Any, keys: list[tuple]) -> dict[tuple, Any]:
+    """A sequential colour map per category, in order of first appearance (cycling)."""
+    order = list(dict.fromkeys(keys))
+    return {key: mpl.colormaps[_FAMILIES[j % len(_FAMILIES)]] for j, key in enumerate(order)}
+
+
+def _shade(cmap: Any, x: float) -> tuple:
+    """``cmap`` at ``x`` in [0, 1], within ``_SHADES``."""
+    lo, hi = _SHADES
+    return cmap(lo + (hi - lo) * float(np.clip(x, 0.0, 1.0)))
 
 
 def _norm(mpl: Any, values: np.ndarray, log: bool) -> Any:
@@ -166,10 +188,14 @@ def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: A
        colour scale (colour bar "learning rate"). Diverged members are dashed and marked with a
        red ``x`` at the step where they diverged (at the loss recorded there, or the last finite
        one); the y-axis (log when every loss is positive) is capped so that a blow-up does not
-       flatten the other curves (a marker above the cap sits on the top edge).
+       flatten the other curves (a marker above the cap sits on the top edge). With a
+       categorical axis (e.g. ``optimizer=["adam", "sgd"]``) each category has a colour family
+       (Blues, Oranges, Greens, ...: the legend names them) and the LR sets the shade within
+       it (the colour bar in grey).
     2. **Final metric vs learning rate** (log x): ``result.metric(by)`` for each setting, the
        mean ± std over seeds as error bars when the grid has a seed axis (diverged seeds left
-       out), one series per value of the other grid axes. The best setting
+       out), one series per value of the other grid axes (in its category's colour family).
+       The best setting
        (``result.best(by, mode=mode)``: the mean over seeds when seeded) is a gold star,
        annotated with its hyperparameters and value (± std over seeds). Settings whose seeds
        all diverged are red triangles on the top edge (hollow: only some seeds diverged);
@@ -219,9 +245,16 @@ def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: A
     name, cvalues, clabel = _colour_axis(result)
     log_c = _use_log(cvalues, always=name == "lr")
     norm = _norm(mpl, cvalues, log_c)
-    # viridis without its top 10% (pale yellow is hard to see on white)
-    cmap = mpl.colors.ListedColormap(mpl.colormaps[_CMAP](np.linspace(0.0, 0.9, 256)))
-    colours = [cmap(norm(v)) for v in cvalues]
+    cats, keys = _categories(result.hparams)
+    families = _family_maps(mpl, keys) if cats else None
+    if families is None:  # viridis without its top 10% (pale yellow is hard to see on white)
+        cmap = mpl.colors.ListedColormap(mpl.colormaps[_CMAP](np.linspace(0.0, 0.9, 256)))
+        colours = [cmap(norm(v)) for v in cvalues]
+    else:  # a colour family per category, shaded by the colour axis (the colour bar: grey)
+        cmap = mpl.colors.ListedColormap([_shade(mpl.colormaps["Greys"], x)
+                                          for x in np.linspace(0.0, 1.0, 256)])
+        colours = [_shade(families[keys[i]], norm(v)) for i, v in enumerate(cvalues)]
+        clabel += f" (shade; colour: {', '.join(cats)})"
     copied = bool(getattr(result, "copied", lambda: False)())  # population-based training
     differ = _schedules_differ(lr) and not copied
 
@@ -250,8 +283,15 @@ def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: A
         dy = [top if not np.isfinite(y) else min(y, top) for y in dy]
         ax_loss.plot(dx, dy, ls="none", marker="x", ms=10, mew=2.2, color=_DIVERGED,
                      clip_on=False, zorder=5, gid="diverged", label="diverged here")
-        dashed = mpl.lines.Line2D([], [], color="0.4", ls="--", label="diverged member")
-        ax_loss.legend(handles=[dashed, ax_loss.lines[-1]], loc="best", fontsize=9)
+    handles = [] if families is None else [
+        mpl.lines.Line2D([], [], color=_shade(f, 0.75), lw=2.5,
+                         label=", ".join(f"{n}={v}" for n, v in zip(cats, key, strict=True)))
+        for key, f in families.items()]
+    if members:
+        handles += [mpl.lines.Line2D([], [], color="0.4", ls="--", label="diverged member"),
+                    ax_loss.lines[-1]]
+    if handles:
+        ax_loss.legend(handles=handles, loc="best", fontsize=9)
     ax_loss.set(xlabel="step", ylabel="training loss" + (" (log)" if log_loss else ""),
                 title="training loss per member")
     ax_loss.grid(True, alpha=0.3, which="major")
@@ -264,7 +304,7 @@ def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: A
     if copied:
         _lineage_panel(mpl, fig, ax_metric, result, by, mode, name or "lr")
         return _finish(fig, path)
-    _metric_panel(mpl, ax_metric, result, by, mode, name, clabel, log_c)
+    _metric_panel(mpl, ax_metric, result, by, mode, name, clabel, log_c, families)
 
     # 3. LR schedules
     if differ:
@@ -313,7 +353,7 @@ def _lineage_panel(mpl: Any, fig: Any, ax: Any, result: Any, by: str, mode: str,
 
 
 def _metric_panel(mpl: Any, ax: Any, result: Any, by: str, mode: str, name: str | None,
-                  xlabel: str, log_x: bool) -> None:
+                  xlabel: str, log_x: bool, families: dict | None = None) -> None:
     metric = np.asarray(result.at_stop(by), np.float64)  # pruned: the value at its rung
     pruned = np.asarray(result.pruned_at) >= 0
     bad = np.asarray(result.diverged, bool) | ~np.isfinite(metric)
@@ -335,18 +375,25 @@ def _metric_panel(mpl: Any, ax: Any, result: Any, by: str, mode: str, name: str 
                                            bool(pruned[idx].all())))
 
     shown: set[str] = set()
+    cats = [k for k in others if np.asarray(hp[k]).dtype.kind in "US"]
+    per_family: dict[tuple, int] = {}
     for s, (key, rows) in enumerate(series.items()):
         rows.sort()
         xv, mean, std, nbad, n, stopped = (np.asarray(c) for c in zip(*rows))
         label = ", ".join(f"{k}={_fmt(v)}" for k, v in zip(others, key)) or None
         run = ~stopped  # the line joins the settings that ran to the end
+        colour = f"C{s % 10}"
+        if families is not None:  # its category's family, a darker shade per further series
+            cat = tuple(str(key[others.index(k)]) for k in cats)
+            nth = per_family[cat] = per_family.get(cat, -1) + 1
+            colour = _shade(families[cat], 0.75 - 0.25 * (nth % 3))
         ax.errorbar(xv[run], mean[run], yerr=std[run] if has_seed else None, marker="o", ms=5,
-                    capsize=3, lw=1.4, color=f"C{s % 10}", label=label, gid="metric")
+                    capsize=3, lw=1.4, color=colour, label=label, gid="metric")
         cut = stopped & (nbad < n)  # pruned by successive halving: its value at its rung
         if cut.any():
             what = "pruned (value at its rung)"
             ax.plot(xv[cut], mean[cut], ls="none", marker="s", ms=6, mfc="none",
-                    mec=f"C{s % 10}", mew=1.3, zorder=4, gid="pruned",
+                    mec=colour, mew=1.3, zorder=4, gid="pruned",
                     label=what if what not in shown else f"_{what}")
             shown.add(what)
         for which, fill in ((nbad == n, _DIVERGED), ((nbad > 0) & (nbad < n), "none")):
