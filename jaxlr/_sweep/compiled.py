@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxlr._sweep.data import batch_indices
+from jaxlr._optim import lr_or_none
+from jaxlr._sweep.data import batch_indices, gather
 from jaxlr._sweep.member import Carry, Program, state
 from jaxlr._sweep.models import Model, adapt
 from jaxlr._sweep.placement import Placement, mesh
@@ -260,7 +261,8 @@ def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: 
     if plan.categories is None:
         run_chunk, vinit, vlr, rows_state, take = chunks[0], inits[0], lrs[0], state, take_rows
     else:
-        run_chunk, vinit, vlr = grouped_chunk(chunks), grouped(inits), grouped(lrs, join=True)
+        run_chunk = grouped_chunk(programs, in_memory)
+        vinit, vlr = grouped(inits), grouped(lrs, join=True)
         rows_state, take = grouped_state, grouped_take
     # a policy that copies rows without changing their number (population-based training):
     # the copy is the first thing the next chunk does, so it adds no program of its own
@@ -317,9 +319,9 @@ def with_values(optimizer: Callable, values: dict[str, Any]) -> Callable:
 
 
 # Categorical axes: one block of rows per category (``placement.Rows``), each with its own
-# carry (its optimizer's state), in ONE program: each category's vmapped chunk runs in turn
-# inside it (not ``lax.switch``, which under vmap would compute every category's step for
-# every row). The blocks' sizes are static (the shapes), so an empty block (a category that
+# carry (its optimizer's state), in ONE program: one scan whose body runs each category's
+# vmapped step in turn (not ``lax.switch``, which under vmap would compute every category's
+# step for every row). The blocks' sizes are static (the shapes), so an empty block (a category that
 # successive halving stopped entirely) is skipped at trace time.
 def _rows(carry: Carry) -> int:
     return carry.status.alive.shape[0]
@@ -334,16 +336,37 @@ def grouped(fs: list[Callable], join: bool = False) -> Callable:
     return run
 
 
-def grouped_chunk(chunks: list[Callable]) -> Callable:
-    """The chunk of every block in one program; the curves in row order ([R, K], blocks
-    concatenated)."""
+def grouped_chunk(programs: list[Program], in_memory: bool) -> Callable:
+    """ONE ``lax.scan`` over the chunk's steps whose body runs each block's vmapped step in
+    turn (``Program.step``: the same step as a single program's); the curves in row order
+    ([R, K], blocks concatenated)."""
     def run_chunk(carry, hp, t0, xs, table, seed_pos):
-        outs = [(c, None) if _rows(c) == 0 else f(c, h, t0, xs, table, s)
-                for f, c, h, s in zip(chunks, carry, hp, seed_pos, strict=True)]
-        k = next(rec[0].shape[1] for _, rec in outs if rec is not None)
-        curves = tuple(jnp.concatenate([jnp.zeros((0, k), jnp.float32) if rec is None
-                                        else rec[i] for _, rec in outs]) for i in range(2))
-        return tuple(c for c, _ in outs), curves
+        live = [g for g, c in enumerate(carry) if _rows(c) > 0]
+        k = table.shape[1] if in_memory else jax.tree.leaves(xs)[0].shape[0]
+        ts = jnp.asarray(t0, jnp.int32) + jnp.arange(k, dtype=jnp.int32)  # int32 under x64
+
+        def block_step(program: Program, has_lr: bool) -> Callable:
+            def member_step(c, t, x, h, seed):
+                batch = x if not in_memory else gather(xs, table[seed, t - t0])
+                return program.step(program.transform(h), has_lr, c, t, batch)
+
+            return member_map(member_step, in_axes=(0, None, None, 0, 0))
+
+        steps = {g: block_step(programs[g], lr_or_none(carry[g].opt_state) is not None)
+                 for g in live}
+
+        def body(carries, inp):
+            t, x = inp
+            carries, loss, lr = list(carries), [], []
+            for g in live:
+                carries[g], record = steps[g](carries[g], t, x, hp[g], seed_pos[g])
+                loss.append(record[0])
+                lr.append(record[1] if len(record) > 1 else jnp.full_like(record[0], jnp.nan))
+            return tuple(carries), (jnp.concatenate(loss), jnp.concatenate(lr))
+
+        carry, (loss, lr) = jax.lax.scan(body, tuple(carry),
+                                         (ts, None if in_memory else xs))
+        return carry, (loss.T, lr.T)
 
     return run_chunk
 

@@ -155,34 +155,7 @@ class Program:
         def step(carry: Carry, inp):
             t, x = inp
             batch = x if data is None else gather(data, xs[seed_pos, t - t0])
-            # rest (BatchNorm stats, RNG counters) is differentiated too, and its cotangent
-            # dropped: NNX may only mutate variables created at the trace level of the grad.
-            (loss, (_, rest)), (grads, _) = jax.value_and_grad(
-                self._loss, has_aux=True, allow_int=True)((carry.params, carry.rest), batch)
-            updates, opt_state = tx.update(grads, carry.opt_state, carry.params, value=loss)
-            st = carry.status
-            rule_state, blown = self.rule.update(st.rule, t, loss)
-            # The gradients, not the updates, are checked: they exist in memory anyway, so the
-            # check is one extra pass over them, and the optimizer's maths stays fused into the
-            # parameter update (the select below), as in a plain optax loop. An update that is
-            # non-finite although loss and gradients are finite (a NaN learning rate) shows
-            # in the next step's loss and freezes the member there.
-            bad = ~jnp.isfinite(loss) | ~tree_finite(grads, self.check_via_dot) | blown
-            active = (t < self.steps) & st.alive
-            keep = active & ~bad
-            params = optax.apply_updates(carry.params, jax.tree.map(
-                lambda u: jnp.where(keep, u, jnp.zeros((), u.dtype)), updates))
-            # a frozen member's optimizer state runs on (it is never used again): no select
-            out = Carry(params, jax.tree.map(lambda a, b: jnp.where(keep, a, b), rest,
-                                             carry.rest), opt_state, st)
-            rule_state = jax.tree.map(lambda a, b: jnp.where(active, a, b), rule_state, st.rule)
-            status = MemberStatus(alive=st.alive & ~(active & bad),
-                                  diverged_at=jnp.where(active & bad, t, st.diverged_at),
-                                  rule=rule_state)
-            record = [jnp.where(active, loss, jnp.nan).astype(jnp.float32)]
-            if has_lr:  # without an LR in the state, no per-step write of a NaN
-                record.append(jnp.where(active, lr_or_none(opt_state), jnp.nan))
-            return out._replace(status=status), record
+            return self.step(tx, has_lr, carry, t, batch)
 
         k = xs.shape[1] if data is not None else jax.tree.leaves(xs)[0].shape[0]
         ts = jnp.asarray(t0, jnp.int32) + jnp.arange(k, dtype=jnp.int32)  # int32 under x64
@@ -190,6 +163,37 @@ class Program:
         if not has_lr:
             record.append(jnp.full_like(record[0], jnp.nan))
         return carry, tuple(record)
+
+    def step(self, tx: Any, has_lr: bool, carry: Carry, t: jax.Array, batch: Any):
+        """One step of one member on ``batch``: ``(carry, [loss] or [loss, lr])``."""
+        # rest (BatchNorm stats, RNG counters) is differentiated too, and its cotangent
+        # dropped: NNX may only mutate variables created at the trace level of the grad.
+        (loss, (_, rest)), (grads, _) = jax.value_and_grad(
+            self._loss, has_aux=True, allow_int=True)((carry.params, carry.rest), batch)
+        updates, opt_state = tx.update(grads, carry.opt_state, carry.params, value=loss)
+        st = carry.status
+        rule_state, blown = self.rule.update(st.rule, t, loss)
+        # The gradients, not the updates, are checked: they exist in memory anyway, so the
+        # check is one extra pass over them, and the optimizer's maths stays fused into the
+        # parameter update (the select below), as in a plain optax loop. An update that is
+        # non-finite although loss and gradients are finite (a NaN learning rate) shows
+        # in the next step's loss and freezes the member there.
+        bad = ~jnp.isfinite(loss) | ~tree_finite(grads, self.check_via_dot) | blown
+        active = (t < self.steps) & st.alive
+        keep = active & ~bad
+        params = optax.apply_updates(carry.params, jax.tree.map(
+            lambda u: jnp.where(keep, u, jnp.zeros((), u.dtype)), updates))
+        # a frozen member's optimizer state runs on (it is never used again): no select
+        out = Carry(params, jax.tree.map(lambda a, b: jnp.where(keep, a, b), rest,
+                                         carry.rest), opt_state, st)
+        rule_state = jax.tree.map(lambda a, b: jnp.where(active, a, b), rule_state, st.rule)
+        status = MemberStatus(alive=st.alive & ~(active & bad),
+                              diverged_at=jnp.where(active & bad, t, st.diverged_at),
+                              rule=rule_state)
+        record = [jnp.where(active, loss, jnp.nan).astype(jnp.float32)]
+        if has_lr:  # without an LR in the state, no per-step write of a NaN
+            record.append(jnp.where(active, lr_or_none(opt_state), jnp.nan))
+        return out._replace(status=status), record
 
     def _loss(self, params_rest, batch):
         loss, aux, new_rest = self.model.loss(*params_rest, batch, True)
