@@ -31,7 +31,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from jaxlr import _records
 from jaxlr._cli import config
@@ -54,6 +54,9 @@ from jaxlr._cli.tasks import (
     swept,
     task_of,
 )
+
+if TYPE_CHECKING:
+    from jaxlr._sweep import SweepResult
 
 # --------------------------------------------------------------------------- devices
 
@@ -172,7 +175,8 @@ def _print_sweep(summary: dict, run_dir: Path, as_json: bool) -> None:
     print(f"run directory: {run_dir}")
 
 
-def _sweep(s: dict, run_dir: Path, devices: list, progress: bool, log_dir: Any = None) -> Any:
+def _sweep(s: dict, run_dir: Path, devices: list, progress: bool,
+           log_dir: str | os.PathLike | None = None) -> SweepResult:
     import jaxlr
 
     run = build_task(s)
@@ -209,7 +213,7 @@ def _tensorboard_dir(ns: argparse.Namespace, *, claim: bool = True) -> Path | No
         raise UsageError(f"--tensorboard {_records.quote(out)}: {e}") from None
 
 
-def _export_tensorboard(result: Any, out: Path) -> None:
+def _export_tensorboard(result: SweepResult, out: Path) -> None:
     try:
         _records.write_tensorboard(result, out)
     except (ImportError, ValueError) as e:

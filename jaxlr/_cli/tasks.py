@@ -15,9 +15,17 @@ import argparse
 import itertools
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import jax
+    import optax
+    from flax import nnx
+
+    from jaxlr._optim import ArrayLike, LearningRate
+    from jaxlr._sweep import Grid, Task
 
 OPTIMIZERS = ("sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw", "schedule_free_adamw",
               "prodigy", "dadapt_adamw", "dog", "mechanic", "cocob")
@@ -76,7 +84,7 @@ def _nnx():
     return nnx
 
 
-def make_model(name: str, spec: DatasetSpec) -> Callable[[Any], Any]:
+def make_model(name: str, spec: DatasetSpec) -> Callable[[jax.Array], nnx.Module]:
     """``key -> nnx.Module`` for ``--model`` on a dataset (inputs arrive flattened)."""
     import jax
 
@@ -114,7 +122,7 @@ def make_model(name: str, spec: DatasetSpec) -> Callable[[Any], Any]:
     return lambda key: cls(nnx.Rngs(key))
 
 
-def conv_same(x: Any, kernel: Any, bias: Any, stride: int) -> Any:
+def conv_same(x: jax.Array, kernel: jax.Array, bias: jax.Array, stride: int) -> jax.Array:
     """A 'SAME' convolution (NHWC input, HWIO kernel) as im2col and one matmul: the patches
     are shifted strided slices of the padded input, padded as XLA pads 'SAME' (the extra row
     or column after). Equal to ``lax.conv_general_dilated`` to float tolerance; under vmap over
@@ -136,7 +144,7 @@ def conv_same(x: Any, kernel: Any, bias: Any, stride: int) -> Any:
     return jnp.concatenate(cols, axis=-1) @ kernel.reshape(kh * kw * cin, cout) + bias
 
 
-def loss_fn(model: Any, batch: Any):
+def loss_fn(model: nnx.Module, batch: tuple[jax.Array, jax.Array]):
     """Softmax cross-entropy, with the accuracy as an aux metric."""
     import jax.numpy as jnp
     import optax
@@ -158,7 +166,7 @@ class Param(NamedTuple):
     help: str
     optimizers: frozenset | None
     schedules: frozenset | None
-    default: Callable[[dict], Any]
+    default: Callable[[dict], float | int]
     valid: tuple[str, str] | None = None  # (interval, a typical value) checked at parsing
 
     @property
@@ -297,7 +305,7 @@ def parse_seeds(text: str) -> list[int]:
 # --------------------------------------------------------------------------- settings
 
 
-def _positive_int(flag: str, value: Any, low: int = 1) -> int:
+def _positive_int(flag: str, value: str | int, low: int = 1) -> int:
     v = _number(flag, str(value), int)
     if v < low:
         raise UsageError(f"{flag} must be >= {low}, got {flag} {value}")
@@ -487,7 +495,7 @@ def categorical_axes(s: dict) -> list[str]:
     return [k for k in ("optimizer", "schedule") if len(names_of(s, k)) > 1]
 
 
-def _defaults(c: dict, s: dict) -> dict[str, Any]:
+def _defaults(c: dict, s: dict) -> dict[str, float | int]:
     """The defaults of the options category ``c`` reads that the run did not set."""
     return {p.name: p.default(c) for p in PARAMS if p.applies(c) and p.name not in s["params"]}
 
@@ -498,7 +506,7 @@ def _lr_values(c: dict, s: dict) -> list[float]:
     return [1.0] if c["optimizer"] in LR_FREE and len(categories(s)) > 1 else s["lr"]
 
 
-def grid_of(s: dict) -> Any:
+def grid_of(s: dict) -> Grid:
     """The run's grid: the swept options x seeds; with several optimizers/schedules, the
     union of each pair's grid (categorical columns first; LR-free methods at LR 1)."""
     import jaxlr
@@ -535,11 +543,11 @@ def _check_buildable(s: dict) -> None:
                                                       if shown else "")) from None
 
 
-def _g(x: Any) -> str:
+def _g(x: float | int) -> str:
     return f"{x:g}" if isinstance(x, float) else str(x)
 
 
-def make_schedule(s: dict, v: Mapping[str, Any], axes: Any) -> Any:
+def make_schedule(s: dict, v: Mapping[str, ArrayLike], axes: Mapping[str, list]) -> LearningRate:
     """The learning rate of one member: a (traced) float, a schedule or a plateau controller."""
     import jaxlr
 
@@ -572,7 +580,8 @@ def make_schedule(s: dict, v: Mapping[str, Any], axes: Any) -> Any:
     return base
 
 
-def _lr_free(name: str, v: Mapping[str, Any], learning_rate: Any) -> Any:
+def _lr_free(name: str, v: Mapping[str, ArrayLike],
+             learning_rate: LearningRate) -> optax.GradientTransformationExtraArgs:
     """Schedule-Free AdamW and the LR-free methods (``learning_rate``: their multiplier;
     Mechanic scales Adam's updates)."""
     import jaxlr
@@ -588,7 +597,8 @@ def _lr_free(name: str, v: Mapping[str, Any], learning_rate: Any) -> Any:
     return (jaxlr.dog if name == "dog" else jaxlr.cocob)(learning_rate)
 
 
-def make_optimizer(s: dict, v: Mapping[str, Any], learning_rate: Any) -> Any:
+def make_optimizer(s: dict, v: Mapping[str, ArrayLike],
+                   learning_rate: LearningRate) -> optax.GradientTransformationExtraArgs:
     """The optax transform of one member (``v``: its hyperparameters, traced or not)."""
     import optax
 
@@ -620,12 +630,12 @@ def make_optimizer(s: dict, v: Mapping[str, Any], learning_rate: Any) -> Any:
 class Run(NamedTuple):
     """Everything ``jaxlr.sweep`` needs for a run's settings."""
 
-    task: Any  # a jaxlr.Task: the built-in model on its dataset, or the user's --task
-    grid: Any
-    optimizer: Callable[[dict], Any]  # hp -> optax transform
+    task: Task  # the built-in model on its dataset, or the user's --task
+    grid: Grid
+    optimizer: Callable[[dict], optax.GradientTransformationExtraArgs]  # hp -> optax transform
 
 
-def task_of(s: dict, *, data: bool = True) -> Any:
+def task_of(s: dict, *, data: bool = True) -> Task:
     """The :class:`jaxlr.Task` of the settings: the user's ``--task`` (its recorded source
     checked), or the built-in ``--model`` on ``--dataset`` (data loaded if ``data``)."""
     from jaxlr import Task
@@ -666,7 +676,7 @@ def build_task(s: dict, *, data: bool = True) -> Run:
     constants = {k: v[0] for k, v in s["params"].items()}
     cat = categorical_axes(s)
 
-    def optimizer(hp: dict) -> Any:
+    def optimizer(hp: dict) -> optax.GradientTransformationExtraArgs:
         c = {**s, **{k: hp[k] for k in cat}}  # a category's values arrive as Python strings
         v = {**_defaults(c, s), **constants, **{k: hp[k] for k in axes}}
         return make_optimizer(c, v, make_schedule(c, v, axes))

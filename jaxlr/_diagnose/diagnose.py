@@ -13,9 +13,11 @@ own.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Hashable, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from jaxlr._diagnose.heldout import held_out_features
 from jaxlr._diagnose.sensitivity import EDGE_EXTEND
@@ -341,7 +343,7 @@ def _explain(i: int, label: str, f: dict, cut: dict, ctx: dict, twin: np.ndarray
     start, level = float(f["start"][i]), float(f["level"][i])
     by = f["level"] if held is None else held["level"]  # what the context compares
     what = "" if held is None else "mean held-out loss "
-    ev: dict[str, Any] = {
+    ev: dict[str, float | int] = {
         "lr": lr, "start": start, "final": float(f["final"][i]), "level": level,
         "floor": float(f["floor"][i]), "second_half_share": float(f["share"][i]),
         "tail_cv": float(f["cv"][i]), "tail_autocorr": float(f["ac"][i]),
@@ -473,7 +475,8 @@ def _explain(i: int, label: str, f: dict, cut: dict, ctx: dict, twin: np.ndarray
     return Diagnosis(label, reason, advice, ev)
 
 
-def _as_arrays(losses: Any, lrs: Any, groups: Any):
+def _as_arrays(losses: npt.ArrayLike, lrs: npt.ArrayLike | None,
+               groups: Iterable[Hashable] | None):
     """Validate the inputs: loss [M, T], LR value [M] (NaN: unknown), LR curves [M, T] or None,
     group ids [M], and whether one curve was given."""
     loss = np.asarray(losses, dtype=np.float64)
@@ -513,12 +516,13 @@ def _as_arrays(losses: Any, lrs: Any, groups: Any):
         keys = list(groups)
         if len(keys) != m:
             raise ValueError(f"groups must give one group per member (M={m}), got {len(keys)}")
-        ids: dict[Any, int] = {}
+        ids: dict[Hashable, int] = {}
         gid = np.asarray([ids.setdefault(key, len(ids)) for key in keys], dtype=np.int64)
     return loss, value, curve, gid, single
 
 
-def diagnose(losses: Any, lrs: Any = None, *, groups: Any = None) -> Diagnosis | list[Diagnosis]:
+def diagnose(losses: npt.ArrayLike, lrs: npt.ArrayLike | None = None, *,
+             groups: Iterable[Hashable] | None = None) -> Diagnosis | list[Diagnosis]:
     r"""Diagnose learning-rate problems from loss curves: a label, the evidence and advice.
 
     Each curve is one run's training loss at every step (a sweep member's ``loss`` row). Given

@@ -16,14 +16,20 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import numpy.typing as npt
+import optax
 
-from jaxlr._optim import adam
+from jaxlr._optim import ArrayLike, Schedule, adam
 from jaxlr._sweep import DivergenceRule, grid, sweep
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Floor of the divergence scale relative to the start level (see :func:`find_lr`).
 _FLOOR = 0.01
@@ -72,9 +78,10 @@ class FinderResult:
         ((1, 100), True, True)
     """
 
-    def __init__(self, *, lrs: Any, losses: Any, smoothed: Any, diverged_at: Any,
-                 suggestions: dict[str, float], suggestion: float, window: tuple[int, int],
-                 seeds: Any, beta: float, divergence_factor: float):
+    def __init__(self, *, lrs: npt.ArrayLike, losses: npt.ArrayLike, smoothed: npt.ArrayLike,
+                 diverged_at: npt.ArrayLike, suggestions: dict[str, float], suggestion: float,
+                 window: tuple[int, int], seeds: npt.ArrayLike, beta: float,
+                 divergence_factor: float):
         self.lrs = np.asarray(lrs, np.float64)
         self.losses = np.atleast_2d(np.asarray(losses, np.float64))
         self.smoothed = np.atleast_2d(np.asarray(smoothed, np.float64))
@@ -87,9 +94,9 @@ class FinderResult:
         self.mean, self.spread = _mean_spread(self.smoothed)
 
     @classmethod
-    def from_curves(cls, lrs: Any, losses: Any, *, beta: float = 0.98,
-                    divergence_factor: float = 4.0, diverged_at: Any = None,
-                    seeds: Any = None) -> FinderResult:
+    def from_curves(cls, lrs: npt.ArrayLike, losses: npt.ArrayLike, *, beta: float = 0.98,
+                    divergence_factor: float = 4.0, diverged_at: npt.ArrayLike | None = None,
+                    seeds: npt.ArrayLike | None = None) -> FinderResult:
         """Apply the divergence stop, smoothing and suggestions of :func:`find_lr` to curves.
 
         Args:
@@ -147,7 +154,7 @@ class FinderResult:
         return (f"FinderResult(seeds={len(self.diverged_at)}, steps={len(self.lrs)}, "
                 f"suggestion={self.suggestion:.3g}, diverged_at=[{stops}])")
 
-    def plot(self, **kwargs: Any) -> Any:
+    def plot(self, **kwargs: Any) -> Figure:
         """Smoothed loss vs LR (log x), the seed band and the suggestions marked: see
         :func:`jaxlr._plot.plot_finder` (needs ``pip install jaxlr[plot]``); keyword arguments
         (e.g. ``path="finder.png"``) are passed on. Returns the ``matplotlib`` figure."""
@@ -168,7 +175,7 @@ def find_lr(
     model: Any,
     loss_fn: Callable,
     data: Any,
-    optimizer: Callable[[Callable], Any] = lambda lr: adam(lr),
+    optimizer: Callable[[Schedule], optax.GradientTransformation] = lambda lr: adam(lr),
     *,
     min_lr: float = 1e-7,
     max_lr: float = 10.0,
@@ -394,21 +401,21 @@ def ramp_memory(min_lr: float, max_lr: float, steps: int) -> float:
     return 1.0 / -math.expm1(-log_r)
 
 
-def exponential_ramp(min_lr: float, max_lr: float, steps: int) -> Callable[[Any], jnp.ndarray]:
+def exponential_ramp(min_lr: float, max_lr: float, steps: int) -> Schedule:
     r"""The schedule ``step -> min_lr * (max_lr / min_lr) ** (step / (steps - 1))`` (float32,
     jit/vmap-safe; computed as :math:`\exp(\ln\eta_{min} + t/(T-1)\,\ln(\eta_{max}/\eta_{min}))`
     so no power overflows)."""
     log_min = math.log(min_lr)
     log_ratio = math.log(max_lr / min_lr) / (steps - 1)
 
-    def schedule(step: Any) -> jnp.ndarray:
+    def schedule(step: ArrayLike) -> jax.Array:
         t = jnp.asarray(step, jnp.float32)
         return jnp.exp(jnp.float32(log_min) + t * jnp.float32(log_ratio))
 
     return schedule
 
 
-def divergence_step(losses: Any, factor: float, beta: float = 0.98,
+def divergence_step(losses: npt.ArrayLike, factor: float, beta: float = 0.98,
                     warmup: int | None = None) -> int:
     """The first step where the divergence stop of :func:`find_lr` fires on one raw loss curve,
     -1 if never (see the rule there; ``warmup`` defaults to ``max(2, steps // 10)``)."""
@@ -464,7 +471,7 @@ def stop_rule(factor: float, beta: float, warmup: int) -> DivergenceRule:
     return DivergenceRule(init=init, update=update)
 
 
-def _start_level(warmup_losses: Any) -> tuple[float, float]:
+def _start_level(warmup_losses: npt.ArrayLike) -> tuple[float, float]:
     """Robust start level (median) and noise (1.4826 x median absolute deviation, the standard
     deviation for Gaussian noise) of the warm-up's raw losses: one early spike moves neither."""
     x = np.asarray(warmup_losses, np.float64)
@@ -475,7 +482,7 @@ def _start_level(warmup_losses: Any) -> tuple[float, float]:
     return level, 1.4826 * float(np.median(np.abs(x - level)))
 
 
-def smooth(losses: Any, beta: float) -> np.ndarray:
+def smooth(losses: npt.ArrayLike, beta: float) -> np.ndarray:
     """Bias-corrected EMA of one curve: what the divergence stop reads.
 
     Up to the curve's first non-finite value (NaN from there on). Causal, as the stop runs
@@ -492,7 +499,7 @@ def smooth(losses: Any, beta: float) -> np.ndarray:
     return out
 
 
-def smooth_centered(losses: Any, half: int) -> np.ndarray:
+def smooth_centered(losses: npt.ArrayLike, half: int) -> np.ndarray:
     r"""Lag-free smoothing of one loss curve: a centered running median, then a 3-point mean.
 
     Up to the curve's first non-finite value (NaN from there):
@@ -543,7 +550,7 @@ def smooth_centered(losses: Any, half: int) -> np.ndarray:
     return out
 
 
-def half_width(lrs: Any) -> int:
+def half_width(lrs: npt.ArrayLike) -> int:
     """The half-width in steps of :func:`smooth_centered` for a ramp: a quarter decade of LR.
 
     :math:`h` = ``round(0.25 / log10(r))``, :math:`r` the ramp's mean growth per step
@@ -554,7 +561,7 @@ def half_width(lrs: Any) -> int:
     return int(round(_HALF_WIDTH_DECADES / per_step)) if per_step > 0 else 0
 
 
-def default_suggestion(suggestions: dict[str, float], lrs: Any, top: float) -> float:
+def default_suggestion(suggestions: dict[str, float], lrs: npt.ArrayLike, top: float) -> float:
     """The default suggestion of :func:`find_lr` from its three rules (see the maths there).
 
     ``steepest`` x 10**0.4 x :func:`ramp_memory` / the default ramp's, at most ``top`` (the
@@ -568,7 +575,8 @@ def default_suggestion(suggestions: dict[str, float], lrs: Any, top: float) -> f
     return _median_log([suggestions.get("valley", math.nan), suggestions.get("minimum", math.nan)])
 
 
-def suggest(lrs: Any, curve: Any, level: float = math.inf) -> dict[str, float]:
+def suggest(lrs: npt.ArrayLike, curve: npt.ArrayLike, level: float = math.inf
+            ) -> dict[str, float]:
     """``valley``, ``steepest`` and ``minimum`` on a finite curve (see :func:`find_lr`);
     ``steepest`` only considers points where ``curve < level`` (the start level)."""
     lrs, curve = np.asarray(lrs, np.float64), np.asarray(curve, np.float64)
@@ -584,7 +592,7 @@ def suggest(lrs: Any, curve: Any, level: float = math.inf) -> dict[str, float]:
     }
 
 
-def valley_index(curve: Any) -> int | None:
+def valley_index(curve: npt.ArrayLike) -> int | None:
     """fastai's ``valley`` rule (``fastai/callback/schedule.py``), re-implemented with a
     vectorized inner loop: the index about halfway down the longest strictly decreasing
     subsequence, None if the curve never decreases."""
@@ -607,7 +615,7 @@ def _warmup(steps: int) -> int:
     return max(2, steps // 10)
 
 
-def _median_log(values: Any) -> float:
+def _median_log(values: Iterable[float]) -> float:
     ok = sorted(v for v in values if math.isfinite(v) and v > 0)
     if not ok:
         return math.nan
@@ -640,9 +648,9 @@ def _warn_if_unreliable(lrs: np.ndarray, start: int, end: int, stops: np.ndarray
                       RuntimeWarning, stacklevel=3)
 
 
-def _validate(min_lr: Any, max_lr: Any, steps: Any, seeds: Any, beta: Any,
-              factor: Any) -> tuple[float, float, int, float, float]:
-    def number(name: str, value: Any) -> float:
+def _validate(min_lr: float, max_lr: float, steps: int, seeds: int | Sequence[int], beta: float,
+              factor: float) -> tuple[float, float, int, float, float]:
+    def number(name: str, value: float) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
             raise ValueError(f"{name} must be a number, got {name}={value!r}")
         if not math.isfinite(float(value)):

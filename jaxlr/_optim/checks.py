@@ -9,11 +9,14 @@ untouched: inside traced code there are no exceptions.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxlr._optim.types import ArrayLike
 
 SWEEP_HINT = "to train several values at once, jax.vmap over them or use jaxlr.sweep"
 
@@ -23,14 +26,14 @@ def is_traced(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def concrete(x: Any) -> float | None:
+def concrete(x: ArrayLike) -> float | None:
     """``float(x)`` for a concrete scalar, ``None`` for a traced one."""
     if is_traced(x):
         return None
     return float(np.asarray(x))
 
 
-def scalar(name: str, value: Any) -> Any:
+def scalar(name: str, value: ArrayLike) -> ArrayLike:
     """Check that ``value`` is one number (concrete or traced) and return it unchanged.
 
     An array of several values (e.g. a vector of learning rates) is an error that tells the user
@@ -62,7 +65,7 @@ def scalar(name: str, value: Any) -> Any:
 
 def hparam(
     name: str,
-    value: Any,
+    value: ArrayLike,
     *,
     gt: float | None = None,
     ge: float | None = None,
@@ -70,7 +73,7 @@ def hparam(
     le: float | None = None,
     integer: bool = False,
     fix: str = "",
-) -> Any:
+) -> ArrayLike:
     """Check a scalar hyperparameter against bounds (only when concrete) and return it.
 
     Example: ``hparam("decay_steps", n, gt=0, integer=True)`` raises
@@ -103,8 +106,8 @@ def require(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def vector(name: str, values: Any, *, ge: float | None = None, increasing: bool = False,
-           strict: bool = True) -> jax.Array:
+def vector(name: str, values: ArrayLike | Sequence[ArrayLike], *, ge: float | None = None,
+           increasing: bool = False, strict: bool = True) -> jax.Array:
     """A 1-D sequence of step counts (boundaries, milestones) as a float32 array.
 
     Elements may be traced; a traced whole vector (from vmap) is fine too. Concrete values are
@@ -138,7 +141,7 @@ def vector(name: str, values: Any, *, ge: float | None = None, increasing: bool 
     return jnp.stack([jnp.asarray(x, jnp.float32) for x in items])
 
 
-def f32(x: Any) -> jax.Array:
+def f32(x: ArrayLike) -> jax.Array:
     """``x`` as a float32 JAX value (hyperparameters are float32 whatever the params' dtype)."""
     return jnp.asarray(x, jnp.float32)
 

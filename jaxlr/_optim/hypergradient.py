@@ -17,14 +17,15 @@ step calls a :class:`~jaxlr._optim.learning_rate.GradientController` with both.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxlr._optim import checks as _checks
 from jaxlr._optim.learning_rate import GradientController
-from jaxlr._optim.types import Schedule
+from jaxlr._optim.types import ArrayLike, Schedule
 
 _BETA_MUL = ("; the multiplicative rule multiplies the LR by 1 + beta * cos(g_t, d_t-1) >= "
              "1 - beta, which must stay > 0: use beta in [0, 1), e.g. beta=0.02")
@@ -57,11 +58,11 @@ class HypergradientState(NamedTuple):
 
     scale: jax.Array  # shape (), float32: product of the multiplicative factors
     offset: jax.Array  # shape (), float32: additive part of the LR
-    direction: Any  # params-shaped tree, >= float32: d_{t-1} (zeros before the first update)
+    direction: optax.Updates  # params-shaped, >= float32: d_{t-1} (zeros before the first update)
     hypergradient: jax.Array  # shape (), float32: h_t of the last update
 
 
-def _tree_dot(a: Any, b: Any) -> jax.Array:
+def _tree_dot(a: optax.Updates, b: optax.Updates) -> jax.Array:
     """sum over leaves of <a, b>, each in at least float32, as float32."""
     def dot(x, y):
         dtype = jnp.promote_types(jnp.result_type(x, y), jnp.float32)
@@ -163,18 +164,18 @@ def hypergradient(
         else:  # the offset is the LR itself: the paper's additive rule, exactly
             base_fn, offset0 = (lambda step: 0.0), base  # noqa: ARG005
 
-    def lr_at(state: HypergradientState, step: Any) -> jax.Array:
+    def lr_at(state: HypergradientState, step: ArrayLike) -> jax.Array:
         return jnp.maximum(f32(base_fn(step)) * state.scale + state.offset, f32(min_lr))
 
-    def init(params: Any) -> HypergradientState:
+    def init(params: optax.Params) -> HypergradientState:
         zeros = lambda p: jnp.zeros(jnp.shape(p), jnp.promote_types(
             jnp.result_type(p), jnp.float32))
         return HypergradientState(scale=jnp.ones([], jnp.float32), offset=f32(offset0),
                                   direction=jax.tree.map(zeros, params),
                                   hypergradient=jnp.zeros([], jnp.float32))
 
-    def update(state: HypergradientState, value: Any, step: Any, *, grad: Any,
-               direction: Any) -> HypergradientState:
+    def update(state: HypergradientState, value: ArrayLike | None, step: ArrayLike, *,
+               grad: optax.Updates, direction: optax.Updates) -> HypergradientState:
         del value
         dot = _tree_dot(grad, state.direction)  # g_t . d_{t-1} = -h_t
         scale, offset = state.scale, state.offset

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +52,7 @@ class LearningRateState(NamedTuple):
 
     count: jax.Array  # shape (), int32: number of updates made
     lr: jax.Array  # shape (), float32: LR used by the last update (the step-0 LR before any)
-    controller: Any  # the controller's state, or () when the LR is not a Controller
+    controller: optax.OptState  # the controller's state, or () when the LR is not a Controller
 
 
 def check_learning_rate(learning_rate: LearningRate) -> LearningRate:
@@ -109,14 +109,14 @@ def scale_by_learning_rate(
     sees_gradient = isinstance(learning_rate, GradientController)
     sign = -1.0 if flip_sign else 1.0
 
-    def lr_at(count: jax.Array, controller_state: Any) -> jax.Array:
+    def lr_at(count: jax.Array, controller_state: optax.OptState) -> jax.Array:
         if is_controller:
             return _checks.f32(learning_rate.learning_rate(controller_state, count))
         if callable(learning_rate):
             return _checks.f32(learning_rate(count))
         return _checks.f32(learning_rate)
 
-    def init_fn(params: Any) -> LearningRateState:
+    def init_fn(params: optax.Params) -> LearningRateState:
         count = jnp.zeros([], jnp.int32)
         if sees_gradient:
             ctrl = learning_rate.init(params)
@@ -152,7 +152,7 @@ def scale_by_learning_rate(
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)
 
 
-def lr_or_none(opt_state: Any) -> jax.Array | None:
+def lr_or_none(opt_state: optax.OptState) -> jax.Array | None:
     """The LR of the first :class:`LearningRateState` in ``opt_state``, or None if it has none
     (e.g. a plain optax optimizer): :func:`current_lr` without the error."""
     found = [x for x in jax.tree.leaves(opt_state, is_leaf=lambda x: isinstance(
@@ -160,7 +160,7 @@ def lr_or_none(opt_state: Any) -> jax.Array | None:
     return found[0].lr if found else None
 
 
-def current_lr(opt_state: Any) -> jax.Array:
+def current_lr(opt_state: optax.OptState) -> jax.Array:
     """The learning rate used by the last update (for logging); the step-0 LR before any update.
 
     Works on the state of any jaxlr optimizer, also inside ``optax.chain``/``nnx.Optimizer``

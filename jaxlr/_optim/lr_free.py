@@ -27,17 +27,20 @@ is one (per parameter array) and is not wrapped here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TypeVar
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.typing import DTypeLike
 from optax import contrib as _contrib
 
 from jaxlr._optim import checks as _checks
 from jaxlr._optim.learning_rate import LearningRateState, lr_or_none
 from jaxlr._optim.plateau import Controller
-from jaxlr._optim.types import ArrayLike, LearningRate
+from jaxlr._optim.types import ArrayLike, LearningRate, Schedule
+
+_T = TypeVar("_T")
 
 _IN_0_1 = "; use a value in [0, 1)"
 _FIX = {
@@ -56,7 +59,8 @@ _FIX = {
 }
 
 
-def _num(name: str, value: Any, *, fix: str | None = None, **bounds: float) -> Any:
+def _num(name: str, value: ArrayLike, *, fix: str | None = None,
+         **bounds: float) -> float | jax.Array:
     """A float hyperparameter, checked when concrete: the Python float given (weakly typed, as
     optax gets it, so the numbers are optax's) or, when traced, a float32 scalar."""
     fix = _FIX.get(name, "") if fix is None else fix
@@ -64,7 +68,7 @@ def _num(name: str, value: Any, *, fix: str | None = None, **bounds: float) -> A
     return _checks.f32(value) if _checks.is_traced(value) else float(value)
 
 
-def _learning_rate(learning_rate: Any, method: str) -> Any:
+def _learning_rate(learning_rate: LearningRate, method: str) -> float | jax.Array | Schedule:
     """A float, traced scalar or schedule; a controller is refused (these methods call their
     learning rate with the step only, never with a metric)."""
     if isinstance(learning_rate, Controller):
@@ -77,12 +81,12 @@ def _learning_rate(learning_rate: Any, method: str) -> Any:
     return _num("learning_rate", learning_rate, ge=0, fix=_checks.NEGATIVE_LR)
 
 
-def _lr_at(learning_rate: Any, count: jax.Array) -> jax.Array:
+def _lr_at(learning_rate: ArrayLike | Schedule, count: jax.Array) -> jax.Array:
     """The (scheduled) learning rate at update ``count``, float32."""
     return _checks.f32(learning_rate(count) if callable(learning_rate) else learning_rate)
 
 
-def _betas(betas: Any) -> tuple[Any, Any]:
+def _betas(betas: tuple[ArrayLike, ArrayLike]) -> tuple[float | jax.Array, float | jax.Array]:
     try:
         b1, b2 = betas
     except (TypeError, ValueError) as e:
@@ -90,7 +94,7 @@ def _betas(betas: Any) -> tuple[Any, Any]:
     return _num("betas[0]", b1, ge=0, lt=1), _num("betas[1]", b2, ge=0, lt=1)
 
 
-def _find(tree: Any, cls: type | tuple[type, ...]) -> Any:
+def _find(tree: optax.OptState, cls: type[_T] | tuple[type[_T], ...]) -> _T | None:
     """The first ``cls`` instance in ``tree`` (tree order), or None."""
     found = [x for x in jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, cls))
              if isinstance(x, cls)]
@@ -101,8 +105,9 @@ _NAN = float("nan")
 
 
 def _recording(method: str, inner: optax.GradientTransformation,
-               initial_lr: Callable[[Any], Any],
-               effective_lr: Callable[..., Any]) -> optax.GradientTransformationExtraArgs:
+               initial_lr: Callable[[optax.OptState], ArrayLike],
+               effective_lr: Callable[[optax.OptState, optax.OptState, jax.Array, optax.Params],
+                                      ArrayLike]) -> optax.GradientTransformationExtraArgs:
     """``inner`` with a :class:`LearningRateState` in front of its state: ``initial_lr(state)``
     before any update, then ``effective_lr(old, new, count, params)`` after each one."""
     inner = optax.with_extra_args_support(inner)
@@ -126,7 +131,8 @@ def _recording(method: str, inner: optax.GradientTransformation,
 
 
 def _keep_d(inner: optax.GradientTransformationExtraArgs,
-            step: Callable[[Any, Any, Any], Any] | None = None,
+            step: Callable[[optax.OptState, optax.OptState, optax.Params],
+                           optax.Updates] | None = None,
             ) -> optax.GradientTransformationExtraArgs:
     """Keep ``estim_lr`` (d) when optax's new estimate is NaN: 0/0, no gradient yet or an LR
     of 0 (the authors' code skips the estimate then: ``if d_denom == 0: return``).
@@ -329,7 +335,7 @@ def dog(
     init_step: tuple[str, ArrayLike] = ("heuristic", 1e-6),
     eps: ArrayLike = 1e-8,
     weight_decay: ArrayLike | None = None,
-    mask: Any = None,
+    mask: optax.Params | Callable[[optax.Params], optax.Params] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""DoG (Distance over Gradients): SGD whose step is the distance travelled over the root
     of the summed squared gradient norms.
@@ -415,7 +421,7 @@ def dog(
     return _recording("dog", inner, initial, effective)
 
 
-def _base_lr(base_state: Any) -> jax.Array:
+def _base_lr(base_state: optax.OptState) -> jax.Array:
     """The base optimizer's LR: a jaxlr LR state's, an ``optax.inject_hyperparams``
     ``learning_rate``, else 1."""
     lr = lr_or_none(base_state)
@@ -520,7 +526,7 @@ def cocob(
     alpha: ArrayLike = 100.0,
     eps: ArrayLike = 1e-8,
     weight_decay: ArrayLike = 0.0,
-    mask: Any = None,
+    mask: optax.Params | Callable[[optax.Params], optax.Params] | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""COCOB-Backprop: each coordinate bets on the sign of its gradients, with no step size.
 
@@ -590,7 +596,7 @@ def cocob(
     return _recording("cocob", inner, lambda s: jnp.float32(_NAN), effective)
 
 
-def _warmup_constant(peak: Any, steps: Any) -> Callable[[jax.Array], jax.Array]:
+def _warmup_constant(peak: ArrayLike, steps: ArrayLike) -> Callable[[jax.Array], jax.Array]:
     """optax's ``warmup_constant_schedule(0, peak, steps)`` in float32, with a traceable
     ``steps``: ``peak * min(count, steps) / steps``, written as optax's linear schedule."""
 
@@ -610,7 +616,7 @@ def schedule_free_adamw(
     eps: ArrayLike = 1e-8,
     weight_decay: ArrayLike = 0.0,
     weight_lr_power: ArrayLike = 2.0,
-    state_dtype: Any = None,
+    state_dtype: DTypeLike | None = None,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Schedule-Free AdamW: interpolate and average instead of decaying the learning rate.
 
@@ -698,7 +704,7 @@ def schedule_free_adamw(
         lambda old, new, count, params: _lr_at(learning_rate, count))
 
 
-def _eval_params(found: Any, params: Any) -> Any:
+def _eval_params(found: _contrib.ScheduleFreeState, params: optax.Params) -> optax.Params:
     """:math:`x = (y - (1-\\beta_1) z) / \\beta_1`, with ``b1`` broadcast over leading (member)
     axes when the state is stacked."""
 
@@ -710,7 +716,7 @@ def _eval_params(found: Any, params: Any) -> Any:
     return jax.tree.map(leaf, params, found.z)
 
 
-def schedule_free_eval_params(opt_state: Any, params: Any) -> Any:
+def schedule_free_eval_params(opt_state: optax.OptState, params: optax.Params) -> optax.Params:
     r"""The parameters at which to evaluate a Schedule-Free model: :math:`x_t`, not :math:`y_t`.
 
     .. math::
@@ -755,7 +761,7 @@ def schedule_free_eval_params(opt_state: Any, params: Any) -> Any:
     return _eval_params(found, params)
 
 
-def eval_params(opt_state: Any, params: Any) -> Any:
+def eval_params(opt_state: optax.OptState, params: optax.Params) -> optax.Params:
     """The parameters to evaluate a model at: Schedule-Free's :math:`x_t` when ``opt_state``
     holds a ``ScheduleFreeState`` anywhere, else ``params`` unchanged.
 

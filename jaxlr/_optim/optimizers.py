@@ -17,7 +17,7 @@ So ``optax.inject_hyperparams(jaxlr.sgd)`` and a vmapped sweep over ``momentum``
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -25,6 +25,7 @@ import optax
 
 from jaxlr._optim import checks as _checks
 from jaxlr._optim.learning_rate import LearningRate, scale_by_learning_rate
+from jaxlr._optim.types import ArrayLike
 
 _CONVENTIONS = ("optax", "torch")
 
@@ -46,7 +47,7 @@ _FIX = {
 }
 
 
-def _h(name: str, value: Any, **bounds: float) -> Any:
+def _h(name: str, value: ArrayLike, **bounds: float) -> float | jax.Array:
     """A float hyperparameter, checked when concrete: a Python float (weakly typed, exactly as
     optax gets it: optax does Python arithmetic on it, e.g. ``1 - decay``, so rounding it first
     would change the numbers) or, when traced, a float32 scalar."""
@@ -54,7 +55,7 @@ def _h(name: str, value: Any, **bounds: float) -> Any:
     return _checks.f32(value) if _checks.is_traced(value) else float(value)
 
 
-def _at_least_f32(x: Any) -> Any:
+def _at_least_f32(x: ArrayLike) -> jax.Array:
     """bf16/f16 leaves as float32 (others unchanged): the optimizer's arithmetic dtype."""
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype.itemsize < 4:
@@ -62,7 +63,7 @@ def _at_least_f32(x: Any) -> Any:
     return x
 
 
-def _momentum(momentum: Any, nesterov: bool) -> optax.GradientTransformation:
+def _momentum(momentum: ArrayLike | None, nesterov: bool) -> optax.GradientTransformation:
     """optax's rule (alias.py, ``sgd`` and ``rmsprop``): a buffer iff ``momentum is not None``.
 
     Never a branch on the value: a concrete 0.0 keeps a buffer too, so the state has the same
@@ -90,7 +91,8 @@ def _alias(*transforms: optax.GradientTransformation) -> optax.GradientTransform
     return optax.GradientTransformationExtraArgs(inner.init, update_fn)
 
 
-def _scale_by_rss_torch(initial_accumulator_value: Any, eps: Any) -> optax.GradientTransformation:
+def _scale_by_rss_torch(initial_accumulator_value: ArrayLike,
+                        eps: ArrayLike) -> optax.GradientTransformation:
     """Adagrad's scaling as torch computes it: g / (sqrt(sum g^2) + eps)."""
 
     def init_fn(params):
@@ -318,7 +320,7 @@ def adamw(
     eps: float = 1e-8,
     eps_root: float = 0.0,
     weight_decay: float | None = None,
-    mask: Any = None,
+    mask: optax.Params | Callable[[optax.Params], optax.Params] | None = None,
     *,
     nesterov: bool = False,
     convention: str = "optax",

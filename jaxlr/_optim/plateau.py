@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from jaxlr._optim import checks as _checks
-from jaxlr._optim.types import Schedule
+from jaxlr._optim.types import ArrayLike, Schedule
 
 
 class Controller(NamedTuple):
@@ -32,9 +33,9 @@ class Controller(NamedTuple):
         0.01
     """
 
-    init: Callable[[], Any]
-    update: Callable[[Any, Any, Any], Any]
-    learning_rate: Callable[[Any, Any], jax.Array]
+    init: Callable[[], optax.OptState]
+    update: Callable[[optax.OptState, ArrayLike, ArrayLike], optax.OptState]
+    learning_rate: Callable[[optax.OptState, ArrayLike], jax.Array]
 
 
 class PlateauState(NamedTuple):
@@ -148,7 +149,7 @@ def reduce_on_plateau(
     f32 = _checks.f32
     sign = 1.0 if mode == "min" else -1.0  # work on sign * metric, always minimising
 
-    def lr_at(state: PlateauState, step: Any) -> jax.Array:
+    def lr_at(state: PlateauState, step: ArrayLike) -> jax.Array:
         return f32(base_fn(step)) * state.scale
 
     def init() -> PlateauState:
@@ -157,7 +158,7 @@ def reduce_on_plateau(
                             cooldown_counter=zero_i, acc_sum=jnp.zeros([], jnp.float32),
                             acc_count=zero_i, num_cuts=zero_i)
 
-    def update(state: PlateauState, value: Any, step: Any) -> PlateauState:
+    def update(state: PlateauState, value: ArrayLike, step: ArrayLike) -> PlateauState:
         value = _checks.scalar("value", value)
         acc_sum = state.acc_sum + sign * f32(value)
         acc_count = state.acc_count + 1

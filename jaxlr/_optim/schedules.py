@@ -46,17 +46,18 @@ _WEIGHTS = {
 }
 
 
-def _f(name: str, value: Any, **bounds: Any) -> jax.Array:
+def _f(name: str, value: ArrayLike, **bounds: Any) -> jax.Array:
     """Check one scalar hyperparameter (bounds only when concrete) and return it as float32."""
     return f32(hparam(name, value, **bounds))
 
 
-def _lr(name: str, value: Any) -> jax.Array:
+def _lr(name: str, value: ArrayLike) -> jax.Array:
     """A learning-rate value (or fraction of one): >= 0 when concrete, as float32."""
     return f32(hparam(name, value, ge=0, fix=NEGATIVE_LR))
 
 
-def _check(relation: Callable[..., bool], message: str, fix: str = "", **values: Any) -> None:
+def _check(relation: Callable[..., bool], message: str, fix: str = "",
+           **values: ArrayLike) -> None:
     """Raise ``ValueError`` unless ``relation(*values)``; checked only when all are concrete."""
     conc = [concrete(v) for v in values.values()]
     if None not in conc:
@@ -64,7 +65,7 @@ def _check(relation: Callable[..., bool], message: str, fix: str = "", **values:
         require(relation(*conc), f"{message}, got {shown}{fix}")
 
 
-def _choice(name: str, value: Any, allowed: Sequence[str]) -> None:
+def _choice(name: str, value: str, allowed: Sequence[str]) -> None:
     require(value in allowed,
             f"{name} must be one of {', '.join(map(repr, allowed))}, got {name}={value!r}")
 
@@ -74,18 +75,19 @@ def _safe(d: jax.Array) -> jax.Array:
     return jnp.where(d > 0, d, 1.0)
 
 
-def _progress(step: jax.Array, begin: Any, length: Any) -> jax.Array:
+def _progress(step: jax.Array, begin: ArrayLike, length: ArrayLike) -> jax.Array:
     """How far ``step`` is through ``[begin, begin + length]``, in [0, 1] (a jump if length=0)."""
     return jnp.where(length > 0, jnp.clip((step - begin) / _safe(length), 0.0, 1.0),
                      (step >= begin).astype(jnp.float32))
 
 
-def _anneal(start: Any, end: Any, pct: jax.Array, shape: str = "linear", power: Any = 1.0):
+def _anneal(start: ArrayLike, end: ArrayLike, pct: jax.Array, shape: str = "linear",
+            power: ArrayLike = 1.0):
     """``end + (start - end) * w(pct)``: from ``start`` at pct=0 to ``end`` at pct=1."""
     return end + (start - end) * _WEIGHTS[shape](pct, power)
 
 
-def _ratio(step: jax.Array, length: jax.Array, staircase: Any) -> jax.Array:
+def _ratio(step: jax.Array, length: jax.Array, staircase: ArrayLike) -> jax.Array:
     """``step / length``, floored when ``staircase`` (a bool, possibly traced)."""
     p = step / _safe(length)
     return jnp.where(staircase, jnp.floor(p), p)

@@ -11,10 +11,20 @@ and legend helpers; each panel is a small function.
 
 from __future__ import annotations
 
+import os
 import warnings
-from typing import Any
+from types import ModuleType
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.axis import Axis
+    from matplotlib.colors import Colormap, Normalize
+    from matplotlib.figure import Figure
+
+    from jaxlr._sweep import SweepResult
 
 _INSTALL = ("jaxlr's plots need matplotlib, which is not installed; install the extra: "
             "pip install jaxlr[plot]")
@@ -26,7 +36,7 @@ _SHADES = (0.35, 0.95)  # the part of a family's map used (its lightest end is t
 _DIVERGED = "#d62728"
 
 
-def _pyplot() -> Any:
+def _pyplot() -> ModuleType:
     """The ``matplotlib`` package with the submodules the plots use (imported on first call).
 
     Raises an ``ImportError`` that says ``pip install jaxlr[plot]`` when matplotlib is missing.
@@ -43,7 +53,7 @@ def _pyplot() -> Any:
     return matplotlib
 
 
-def _finish(fig: Any, path: Any) -> Any:
+def _finish(fig: Figure, path: str | os.PathLike | IO[bytes] | None) -> Figure:
     if path is not None:
         fig.savefig(path, dpi=_DPI, format="png")
     return fig
@@ -63,7 +73,7 @@ def _use_log(values: np.ndarray, always: bool = False) -> bool:
     return always or v.max() / v.min() >= 10.0
 
 
-def _colour_axis(result: Any) -> tuple[str | None, np.ndarray, str]:
+def _colour_axis(result: SweepResult) -> tuple[str | None, np.ndarray, str]:
     """(axis name, [M] values, label) of the hyperparameter the curves are coloured by:
     "lr" when swept, else the first numeric axis (seed last), else the member index."""
     hp = result.hparams
@@ -86,19 +96,19 @@ def _categories(hparams: dict) -> tuple[list[str], list[tuple]]:
     return names, [tuple(str(hparams[k][i]) for k in names) for i in range(m)]
 
 
-def _family_maps(mpl: Any, keys: list[tuple]) -> dict[tuple, Any]:
+def _family_maps(mpl: ModuleType, keys: list[tuple]) -> dict[tuple, Colormap]:
     """A sequential colour map per category, in order of first appearance (cycling)."""
     order = list(dict.fromkeys(keys))
     return {key: mpl.colormaps[_FAMILIES[j % len(_FAMILIES)]] for j, key in enumerate(order)}
 
 
-def _shade(cmap: Any, x: float) -> tuple:
+def _shade(cmap: Colormap, x: float) -> tuple:
     """``cmap`` at ``x`` in [0, 1], within ``_SHADES``."""
     lo, hi = _SHADES
     return cmap(lo + (hi - lo) * float(np.clip(x, 0.0, 1.0)))
 
 
-def _norm(mpl: Any, values: np.ndarray, log: bool) -> Any:
+def _norm(mpl: ModuleType, values: np.ndarray, log: bool) -> Normalize:
     lo, hi = float(np.min(values)), float(np.max(values))
     if log:
         if lo == hi:
@@ -165,7 +175,7 @@ def _schedules_differ(lr: np.ndarray, rtol: float = 1e-3) -> bool:
     return False
 
 
-def _ticks_at(mpl: Any, axis: Any, values: np.ndarray, most: int = 8) -> None:
+def _ticks_at(mpl: ModuleType, axis: Axis, values: np.ndarray, most: int = 8) -> None:
     """Major ticks at the swept values (when there are few), labelled compactly, no minor
     labels: the grid's own values are easier to read than 3x10^-2, 4x10^-2, ..."""
     if 0 < len(values) <= most:
@@ -179,7 +189,8 @@ def _metric_label(by: str) -> str:
             "eval": "final eval loss"}.get(by, f"final {by}")
 
 
-def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: Any = None) -> Any:
+def plot_sweep(result: SweepResult, *, by: str | None = None, mode: str = "min",
+               path: str | os.PathLike | IO[bytes] | None = None) -> Figure:
     """Plot a sweep: loss curves coloured by LR, the final metric vs LR, and the LR schedules.
 
     Panels, left to right:
@@ -320,7 +331,7 @@ def plot_sweep(result: Any, *, by: str | None = None, mode: str = "min", path: A
     return _finish(fig, path)
 
 
-def _lineage_panel(mpl: Any, fig: Any, ax: Any, result: Any, by: str, mode: str,
+def _lineage_panel(mpl: ModuleType, fig: Figure, ax: Axes, result: SweepResult, by: str, mode: str,
                    name: str) -> None:
     """Population-based training: each slot's lineage's trajectory of ``name`` (its
     :meth:`SweepResult.schedule`) vs step, coloured by the slot's final metric; the best
@@ -352,8 +363,9 @@ def _lineage_panel(mpl: Any, fig: Any, ax: Any, result: Any, by: str, mode: str,
                  label=f"final {_metric_label(by)}", pad=0.02)
 
 
-def _metric_panel(mpl: Any, ax: Any, result: Any, by: str, mode: str, name: str | None,
-                  xlabel: str, log_x: bool, families: dict | None = None) -> None:
+def _metric_panel(mpl: ModuleType, ax: Axes, result: SweepResult, by: str, mode: str,
+                  name: str | None, xlabel: str, log_x: bool,
+                  families: dict | None = None) -> None:
     metric = np.asarray(result.at_stop(by), np.float64)  # pruned: the value at its rung
     pruned = np.asarray(result.pruned_at) >= 0
     bad = np.asarray(result.diverged, bool) | ~np.isfinite(metric)
@@ -451,8 +463,9 @@ def _metric_panel(mpl: Any, ax: Any, result: Any, by: str, mode: str, name: str 
         ax.legend(fontsize=9, loc="upper center" if mode == "min" else "lower center")
 
 
-def plot_sensitivity(result: Any, *, by: str | None = None, within: float = 0.1,
-                     level: float = 0.9, path: Any = None) -> Any:
+def plot_sensitivity(result: SweepResult, *, by: str | None = None, within: float = 0.1,
+                     level: float = 0.9,
+                     path: str | os.PathLike | IO[bytes] | None = None) -> Figure:
     r"""Plot a sweep's LR sensitivity: loss vs LR with the basin, the divergence boundary and
     the best LR's bootstrap interval, one series per setting of the other grid axes.
 
@@ -533,7 +546,7 @@ def plot_sensitivity(result: Any, *, by: str | None = None, within: float = 0.1,
     return _finish(fig, path)
 
 
-def plot_finder(result: Any, *, path: Any = None) -> Any:
+def plot_finder(result: Any, *, path: str | os.PathLike | IO[bytes] | None = None) -> Figure:
     """Plot an LR range test: smoothed loss vs learning rate, seed spread, and suggestions.
 
     Drawn on one log-x axes: the raw loss of every seed (faint), the band between the min and

@@ -49,12 +49,15 @@ from collections.abc import Callable
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from jaxlr._diagnose import lr_sensitivity
+from jaxlr._diagnose import Diagnosis, lr_sensitivity
 from jaxlr._sweep import Grid, SweepResult, final_state
+
+if TYPE_CHECKING:
+    from jaxlr._finder import FinderResult
 
 CONFIG = "config.json"
 ENVIRONMENT = "environment.json"
@@ -91,7 +94,7 @@ def plain(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, write: Callable[[Any], None], mode: str = "w") -> None:
+def _atomic_write(path: Path, write: Callable[[IO], None], mode: str = "w") -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; records are ordinary files
@@ -260,7 +263,7 @@ def _stats(values: np.ndarray) -> dict[str, float | None]:
     return {"mean": float(ok.mean()), "std": float(ok.std())}
 
 
-def _hp_value(v: Any) -> Any:
+def _hp_value(v: np.generic) -> Any:
     return float(str(v)) if isinstance(v, np.float32) else v.item()
 
 
@@ -420,7 +423,7 @@ def format_comparison(summary: dict[str, Any]) -> str:
     return f"{c['axis']}s compared (the best setting of each, by {c['by']}):\n{body}"
 
 
-def _diagnosis_dict(d: Any) -> dict[str, str]:
+def _diagnosis_dict(d: Diagnosis) -> dict[str, str]:
     return {"label": d.label, "reason": d.reason, "advice": d.advice}
 
 
@@ -658,7 +661,7 @@ def plot_sweep_png(result: SweepResult, directory: Path) -> Path | None:
     return _plot_png(result, Path(directory) / SWEEP_PNG)
 
 
-def _plot_png(result: Any, path: Path) -> Path | None:
+def _plot_png(result: SweepResult | FinderResult, path: Path) -> Path | None:
     """``result.plot()`` written atomically to ``path``; None without matplotlib."""
     try:
         import matplotlib  # noqa: F401
@@ -690,7 +693,7 @@ def _state_loader(directory: Path) -> Callable[[], tuple[Any, Callable]]:
     return load_state
 
 
-def load(directory: str | os.PathLike) -> Any:
+def load(directory: str | os.PathLike) -> SweepResult | FinderResult:
     """Read a run directory back.
 
     Args:
@@ -828,7 +831,7 @@ def _load_sweep(d: Path) -> SweepResult:
 # --------------------------------------------------------------------------- finder
 
 
-def save_finder(result: Any, directory: str | os.PathLike, *, plot: bool = True,
+def save_finder(result: FinderResult, directory: str | os.PathLike, *, plot: bool = True,
                 extra: dict | None = None) -> dict[str, Any]:
     """Write ``finder.npz``, ``summary.json`` (and ``finder.png``) of an LR range test."""
     d = Path(directory)
@@ -848,7 +851,7 @@ def save_finder(result: Any, directory: str | os.PathLike, *, plot: bool = True,
     return summary
 
 
-def finder_summary(result: Any) -> dict[str, Any]:
+def finder_summary(result: FinderResult) -> dict[str, Any]:
     return {"suggestion": result.suggestion, "suggestions": dict(result.suggestions),
             "window": list(result.window), "diverged_at": result.diverged_at.tolist(),
             "seeds": result.seeds.tolist(), "steps": len(result.lrs),
@@ -866,16 +869,16 @@ def format_finder(summary: dict[str, Any]) -> str:
                        *lines])
 
 
-def _lr(v: Any) -> str:
+def _lr(v: float | None) -> str:
     return "—" if v is None or not math.isfinite(v) else f"{v:.3g}"
 
 
-def plot_finder_png(result: Any, directory: Path) -> Path | None:
+def plot_finder_png(result: FinderResult, directory: Path) -> Path | None:
     """Draw ``finder.png`` into ``directory``; None (and nothing written) without matplotlib."""
     return _plot_png(result, Path(directory) / FINDER_PNG)
 
 
-def load_finder(directory: str | os.PathLike) -> Any:
+def load_finder(directory: str | os.PathLike) -> FinderResult:
     """The :class:`jaxlr.FinderResult` of ``finder.npz``, rebuilt from its raw curves (the
     same stop rule, smoothing and suggestions)."""
     from jaxlr._finder import FinderResult

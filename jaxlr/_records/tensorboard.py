@@ -48,11 +48,13 @@ import os
 import re
 import socket
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+import numpy.typing as npt
 
 from jaxlr._records.records import read_json, write_json
 from jaxlr._sweep import ChunkDone, Grid, Policy, SweepResult
@@ -147,7 +149,7 @@ def _hparam_values(grid: Grid) -> dict[str, list]:
     return {k: [hp[k] for hp in members] for k in grid.columns}
 
 
-def _scalar_events(curves: dict[str, tuple[Any, np.ndarray]], now: float) -> list:
+def _scalar_events(curves: dict[str, tuple[npt.ArrayLike, np.ndarray]], now: float) -> list:
     """One member's scalar events, one per step that has a finite value; ``curves``: tag ->
     (steps, values)."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
@@ -162,8 +164,9 @@ def _scalar_events(curves: dict[str, tuple[Any, np.ndarray]], now: float) -> lis
             for step, v in sorted(values.items())]
 
 
-def _member_curves(i: int, steps: Any, loss: np.ndarray, lr: np.ndarray, eval_steps: Any,
-                   eval_: np.ndarray | None, aux: dict[str, np.ndarray]) -> dict:
+def _member_curves(i: int, steps: npt.ArrayLike, loss: np.ndarray, lr: np.ndarray,
+                   eval_steps: npt.ArrayLike, eval_: np.ndarray | None,
+                   aux: dict[str, np.ndarray]) -> dict:
     """Member ``i``'s tags -> (steps, values) from [M, ...] arrays of some steps."""
     out = {TRAIN_LOSS: (steps, loss[i]), TRAIN_LR: (steps, lr[i])}
     if eval_ is not None:
@@ -172,7 +175,7 @@ def _member_curves(i: int, steps: Any, loss: np.ndarray, lr: np.ndarray, eval_st
     return out
 
 
-def _experiment(grid: Grid, has_eval: bool, aux_names: Any, now: float) -> Any:
+def _experiment(grid: Grid, has_eval: bool, aux_names: Iterable[str], now: float) -> Any:
     """The HParams experiment: the grid's axes with their values, and the metrics."""
     from tensorboard.compat.proto import event_pb2
     from tensorboard.plugins.hparams import summary_v2 as hp
@@ -255,7 +258,7 @@ class LiveTensorBoard(Policy):
     __slots__ = ("path", "names", "files", "steps", "written", "evals", "on")
 
     def __init__(self, out: str | os.PathLike, grid: Grid, steps: int, has_eval: bool,
-                 aux_names: Any):
+                 aux_names: Iterable[str]):
         self.on = jax.process_index() == 0
         self.path = prepare_tensorboard_dir(out, claim=self.on)
         self.names, self.steps = run_names(grid), steps
