@@ -7,8 +7,9 @@ chunks and the between-chunk policies, :mod:`result` holds what came out.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -37,20 +38,26 @@ from jaxlr._sweep.plan import Plan, check_policy, make_plan
 from jaxlr._sweep.policies import Policy
 from jaxlr._sweep.result import SweepResult
 
+if TYPE_CHECKING:
+    import os
+
+    import chex
+    from flax import nnx
+
 
 def sweep(
-    init: Any,
+    init: Callable[[jax.Array], chex.ArrayTree] | nnx.Module,
     loss_fn: Callable,
-    data: Any,
+    data: chex.ArrayTree | Iterable[chex.ArrayTree],
     optimizer: Callable[[dict], optax.GradientTransformation],
     grid: Grid | Mapping[str, Any],
     *,
     steps: int,
     batch_size: int,
-    eval_data: Any = None,
+    eval_data: chex.ArrayTree | None = None,
     eval_every: int | None = None,
-    devices: Any = None,
-    checkpoint: Any = None,
+    devices: Sequence[jax.Device] | str | None = None,
+    checkpoint: str | os.PathLike | None = None,
     progress: bool | str = True,
     chunk_size: int | None = None,
     divergence_factor: float = DIVERGENCE_FACTOR,
@@ -58,7 +65,7 @@ def sweep(
     prune: SuccessiveHalving | None = None,
     policy: Policy | None = None,
     member_block: int | str | None = None,
-    log_dir: Any = None,
+    log_dir: str | os.PathLike | None = None,
 ) -> SweepResult:
     r"""Train every member of ``grid`` in parallel: one compiled ``jit(vmap(scan))`` program.
 
@@ -247,8 +254,9 @@ def _result(plan: Plan, fns: Functions, place: Placement, out: loop.Outcome,
     )
 
 
-def _in_blocks(member_block: Any, grid_: Any, checkpoint: Any, policy: Any, data: Any,
-               devices: Any, kwargs: dict) -> SweepResult:
+def _in_blocks(member_block: int | str, grid_: Grid, checkpoint: str | os.PathLike | None,
+               policy: Policy | None, data: chex.ArrayTree | Iterable[chex.ArrayTree],
+               devices: Sequence[jax.Device] | str | None, kwargs: dict) -> SweepResult:
     """``sweep`` over blocks of members (``blocks.py``)."""
     g = grid_ if isinstance(grid_, Grid) else _grid(**grid_)
     n_dev = len(Placement(devices).devices)
@@ -269,7 +277,7 @@ def _in_blocks(member_block: Any, grid_: Any, checkpoint: Any, policy: Any, data
     return run_blocks(run, g, block, checkpoint)
 
 
-def _records_for(log_dir: Any) -> Any:
+def _records_for(log_dir: str | os.PathLike) -> ModuleType:
     """The records layer (the TensorBoard writer), once ``log_dir`` is known to be one that
     may receive a log (a lazy upward façade, see ``tests/test_layers.py``)."""
     from jaxlr import _records
@@ -278,7 +286,7 @@ def _records_for(log_dir: Any) -> Any:
     return _records
 
 
-def _one_policy(prune: Any, policy: Any) -> Policy | None:
+def _one_policy(prune: SuccessiveHalving | None, policy: Policy | None) -> Policy | None:
     """The layout policy of ``prune=`` (successive halving) or ``policy=`` (either)."""
     if prune is not None and not isinstance(prune, SuccessiveHalving):
         raise ValueError(f"prune must be jaxlr.successive_halving(...), got {prune!r}")
@@ -287,8 +295,8 @@ def _one_policy(prune: Any, policy: Any) -> Policy | None:
     return prune if prune is not None else policy
 
 
-def _place_inputs(plan: Plan, place: Placement, data: Any,
-                  eval_data: Any) -> tuple[loop.Inputs, Plan]:
+def _place_inputs(plan: Plan, place: Placement, data: chex.ArrayTree | Iterable[chex.ArrayTree],
+                  eval_data: chex.ArrayTree | None) -> tuple[loop.Inputs, Plan]:
     """Everything the programs read, onto the mesh in ONE transfer call (dtypes
     canonicalised); with a checkpoint, the SHA-256 of the host data first."""
     # a checkpoint is resumed only with the same data: their digests, from the host arrays

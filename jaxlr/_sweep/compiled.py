@@ -83,7 +83,8 @@ _MAX_EXECUTABLES = 32
 _LOCK = threading.Lock()  # the chunks compiled ahead are compiled in a background thread
 
 
-def compile_cached(lowered: Any, devices: Sequence[Any]) -> Any:
+def compile_cached(lowered: jax.stages.Lowered,
+                   devices: Sequence[jax.Device]) -> jax.stages.Compiled:
     """``lowered.compile()``, or the executable a previous call compiled from the SAME program.
 
     The key is everything the compiler reads: a SHA-256 of the program's full StableHLO text
@@ -135,7 +136,7 @@ class Dispatch:
     the arguments match it, else the jitted function itself (other shapes: e.g. the smaller
     batches left by successive halving)."""
 
-    def __init__(self, jitted: Callable, compiled: Any):
+    def __init__(self, jitted: Callable, compiled: jax.stages.Compiled):
         self.jitted, self.compiled = jitted, compiled
 
     def __call__(self, *args):
@@ -158,7 +159,7 @@ class Cached:
     directly. For the small programs around the chunk (init, row moves), so that a repeated
     sweep compiles nothing."""
 
-    def __init__(self, jitted: Callable, devices: Sequence[Any]):
+    def __init__(self, jitted: Callable, devices: Sequence[jax.Device]):
         self.jitted, self.devices, self.executables = jitted, list(devices), {}
 
     def __call__(self, *args):
@@ -183,8 +184,8 @@ def program_digest(lowered: list) -> str:
     return hashlib.sha256("".join(p.as_text() for p in lowered).encode()).hexdigest()
 
 
-def compile_ahead(fns: Functions, sizes: list[int], args: tuple, sharding: Any,
-                  devices: Sequence[Any]) -> None:
+def compile_ahead(fns: Functions, sizes: list[int], args: tuple,
+                  sharding: jax.sharding.NamedSharding, devices: Sequence[jax.Device]) -> None:
     """Compile the chunk for the batch sizes successive halving will leave, in a background
     thread while the first rungs train, so a rung does not stop to compile."""
     todo = [r for r in sizes if r not in fns.ahead]
@@ -313,7 +314,7 @@ def with_move(run: Callable, take: Callable) -> Callable:
     return run_chunk
 
 
-def with_values(optimizer: Callable, values: dict[str, Any]) -> Callable:
+def with_values(optimizer: Callable, values: dict[str, str]) -> Callable:
     """``optimizer`` for one category: ``hp`` with the category's values (plain Python)."""
     return lambda hp: optimizer({**hp, **values})
 

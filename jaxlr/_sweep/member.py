@@ -9,7 +9,7 @@ member axis, devices, files or the loop: ``compiled.py`` maps and jits these fun
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -20,6 +20,9 @@ from jaxlr._optim import eval_params, hparam, lr_or_none
 from jaxlr._sweep import checks
 from jaxlr._sweep.data import gather
 from jaxlr._sweep.models import Model
+
+if TYPE_CHECKING:
+    import chex
 
 
 class DivergenceRule(NamedTuple):
@@ -53,9 +56,9 @@ class MemberStatus(NamedTuple):
 
 
 class Carry(NamedTuple):
-    params: Any
-    rest: Any
-    opt_state: Any
+    params: optax.Params
+    rest: chex.ArrayTree  # the model's state (BatchNorm statistics, RNG counters)
+    opt_state: optax.OptState
     status: MemberStatus
 
 
@@ -98,7 +101,7 @@ def tree_finite(tree: Any, via_dot: bool = False) -> jax.Array:
     return jnp.isfinite(sum(terms[1:], terms[0]))
 
 
-def state(carry: Carry) -> tuple[Any, Any, MemberStatus]:
+def state(carry: Carry) -> tuple[optax.Params, chex.ArrayTree, MemberStatus]:
     """What a result keeps of a member, and what is evaluated: params, rest and status. The
     params are the optimizer's evaluation parameters (:func:`jaxlr.eval_params`): for
     Schedule-Free its averaged :math:`x_t`, for every other optimizer the trained params
@@ -164,7 +167,8 @@ class Program:
             record.append(jnp.full_like(record[0], jnp.nan))
         return carry, tuple(record)
 
-    def step(self, tx: Any, has_lr: bool, carry: Carry, t: jax.Array, batch: Any):
+    def step(self, tx: optax.GradientTransformationExtraArgs, has_lr: bool, carry: Carry,
+             t: jax.Array, batch: chex.ArrayTree) -> tuple[Carry, list[jax.Array]]:
         """One step of one member on ``batch``: ``(carry, [loss] or [loss, lr])``."""
         # rest (BatchNorm stats, RNG counters) is differentiated too, and its cotangent
         # dropped: NNX may only mutate variables created at the trace level of the grad.

@@ -8,8 +8,8 @@ with its name, its value and the fix (``checks.py`` holds the checks that read t
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,11 @@ from jaxlr._sweep.halving import SuccessiveHalving
 from jaxlr._sweep.member import DivergenceRule, blowup_rule
 from jaxlr._sweep.placement import Rows
 from jaxlr._sweep.policies import Policy
+
+if TYPE_CHECKING:
+    import os
+
+    import chex
 
 # the default chunk is the whole run when nothing happens between chunks and its batch indices
 # ([seeds, steps, batch_size] int32, made by a program of their own) take at most 64 MiB
@@ -39,14 +44,14 @@ class Plan(NamedTuple):
     whole: bool  # one chunk, nothing between chunks: init + training are ONE program
     in_memory: bool  # data is arrays (else an iterable of batches)
     n: int | None  # examples in memory (None for an iterable)
-    batches: Any  # the iterator of batches (None in memory)
+    batches: Iterator[chex.ArrayTree] | None  # the iterator of batches (None in memory)
     eval_every: int | None
     cols: dict[str, np.ndarray]  # [M] hyperparameter columns, "seed" and "_seed_pos"
     seeds: np.ndarray  # [S] the distinct seeds, int32
     rule: DivergenceRule
-    divergence: Any  # the divergence factor, or "custom" (for the checkpoint's fingerprint)
+    divergence: float | str  # the divergence factor, or "custom" (the checkpoint's fingerprint)
     policy: Policy | None  # a layout policy (successive halving, population-based training)
-    checkpoint: Any
+    checkpoint: str | os.PathLike | None
     progress: bool | str  # a string labels the bar
     categories: list[dict[str, str]] | None = None  # the categories' values, in order
     groups: np.ndarray | None = None  # [M] each member's category (its index in categories)
@@ -75,9 +80,10 @@ class Plan(NamedTuple):
                 "prune": _describe(self.policy)}
 
 
-def make_plan(loss_fn: Callable, data: Any, optimizer: Callable, grid_: Grid | Mapping, *,
-              steps: int, batch_size: int, eval_data: Any, eval_every: int | None,
-              checkpoint: Any, progress: bool, chunk_size: int | None,
+def make_plan(loss_fn: Callable, data: chex.ArrayTree | Iterable[chex.ArrayTree],
+              optimizer: Callable, grid_: Grid | Mapping, *, steps: int, batch_size: int,
+              eval_data: chex.ArrayTree | None, eval_every: int | None,
+              checkpoint: str | os.PathLike | None, progress: bool | str, chunk_size: int | None,
               divergence_factor: float, divergence: DivergenceRule | None,
               policy: Policy | None, logged: bool = False) -> Plan:
     """Check ``sweep``'s arguments (eagerly, before anything is traced) and plan the run."""
@@ -142,7 +148,8 @@ def make_plan(loss_fn: Callable, data: Any, optimizer: Callable, grid_: Grid | M
                 groups=groups)
 
 
-def default_chunk(steps: int, eval_every: int | None, policy: Any, quiet: bool = False) -> int:
+def default_chunk(steps: int, eval_every: int | None, policy: Policy | None,
+                  quiet: bool = False) -> int:
     """The whole run when ``quiet`` (nothing happens between chunks) and there is no
     ``eval_every``; else ``eval_every``, or chunks of <= 200 steps that divide the run evenly
     (the padded tail stays tiny); with a layout policy, the largest divisor <= 200 of every
@@ -157,7 +164,8 @@ def default_chunk(steps: int, eval_every: int | None, policy: Any, quiet: bool =
     return -(-steps // -(-steps // 200))
 
 
-def check_policy(policy: Any, k: int, eval_data: Any, eval_every: int | None,
+def check_policy(policy: Policy, k: int, eval_data: chex.ArrayTree | None,
+                 eval_every: int | None,
                  aux_names: list[str]) -> None:
     """A layout policy the plan can serve: the steps it acts at end chunks, the metric it
     ranks by is recorded there."""
@@ -177,7 +185,7 @@ def check_policy(policy: Any, k: int, eval_data: Any, eval_every: int | None,
                          f"{aux_names}, got by={policy.by!r}")
 
 
-def _period(policy: Any) -> tuple[str, int]:
+def _period(policy: Policy) -> tuple[str, int]:
     """The argument every step a layout policy acts at is a multiple of, and its value."""
     if isinstance(policy, SuccessiveHalving):
         return "min_steps", policy.min_steps

@@ -26,12 +26,16 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import numpy as np
 
 from jaxlr._sweep import checkpoint as _checkpoint
+
+if TYPE_CHECKING:
+    from jaxlr._sweep.curves import Curves
+    from jaxlr._sweep.grid import Grid
 
 
 class ChunkDone(NamedTuple):
@@ -40,7 +44,7 @@ class ChunkDone(NamedTuple):
     start: int  # the chunk's first step
     step: int  # its end (steps done)
     active: np.ndarray  # [r] the member each row held during the chunk
-    curves: Any  # the recorded curves (``curves.Curves``), this chunk's loss and LR included
+    curves: Curves  # the recorded curves, this chunk's loss and LR included
     launched: Any  # what this policy's :meth:`Policy.launch` returned for the chunk (or None)
     real: np.ndarray | None = None  # [r] the rows of ``active`` (None: the first r rows)
 
@@ -52,8 +56,8 @@ class ChunkEnd(NamedTuple):
     steps: int  # the run's length
     active: np.ndarray  # [r] the member each row holds (padding rows excluded)
     alive: np.ndarray  # [r] bool: not diverged
-    curves: Any  # the recorded curves (``curves.Curves``), complete up to ``step``
-    grid: Any  # the sweep's Grid
+    curves: Curves  # the recorded curves, complete up to ``step``
+    grid: Grid  # the sweep's grid
     hparams: dict  # [M] the members' current hyperparameter columns
     chunk: int = 0  # the chunk's index
     snapshot: Callable[[], tuple[Any, dict]] | None = None  # the loop's state, as saved
@@ -84,7 +88,7 @@ class Policy:
         """The steps at which this policy must see the sweep (each ends a chunk)."""
         return []
 
-    def batch_sizes(self, grid: Any, steps: int, n_devices: int) -> list[int]:
+    def batch_sizes(self, grid: Grid, steps: int, n_devices: int) -> list[int]:
         """The row counts its layouts will have, when known ahead (compiled ahead)."""
         return []
 
