@@ -22,6 +22,10 @@ says so.
 
 optax.contrib has no layer-wise DoG (L-DoG); optax's core ``scale_by_distance_over_gradients``
 is one (per parameter array) and is not wrapped here.
+
+Why one file of ~790 lines: six short wrappers sharing the LR-state plumbing and the checks of
+traced arguments; most of the length is their docstrings (each method's algorithm, its
+effective LR, where optax.contrib differs from the paper).
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@ jitted with the member sharding, and the small programs around it (batch indices
 
 Every call builds them afresh from the user's functions as they are now (see :func:`build`);
 only the batch-index program, which depends on static integers alone, is shared across calls.
+
+Why one file of ~410 lines: the cache of executables, the dispatch to them and the functions
+they compile (one category or a block per category, the row moves) are one concern: what
+program runs, and proof that it is the current one.
 """
 
 from __future__ import annotations
