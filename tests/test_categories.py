@@ -10,8 +10,8 @@ import pytest
 
 import jaxlr
 
-X = jax.random.normal(jax.random.key(0), (64, 3))
-Y = X @ jnp.array([1.0, -2.0, 0.5])
+X = jax.random.normal(jax.random.key(0), (64, 3), jnp.float32)  # float32 under x64 too
+Y = X @ jnp.array([1.0, -2.0, 0.5], jnp.float32)
 DATA = (X, Y)
 OPTIMIZERS = {"adam": jaxlr.adam, "sgd": jaxlr.sgd, "prodigy": jaxlr.prodigy}
 GRID = jaxlr.grid(optimizer=["adam", "sgd", "prodigy"], lr=[0.01, 0.1], seed=2)  # M = 12
@@ -26,10 +26,14 @@ def opt(hp):
     return OPTIMIZERS[hp["optimizer"]](hp["lr"])
 
 
+def init(key):
+    return 0.1 * jax.random.normal(key, (3,), jnp.float32)
+
+
 def run(grid=GRID, optimizer=opt, **kw):
     kw.setdefault("progress", False)
-    return jaxlr.sweep(lambda k: 0.1 * jax.random.normal(k, (3,)), loss_fn, DATA, optimizer,
-                       grid, steps=30, batch_size=16, eval_data=DATA, eval_every=10, **kw)
+    return jaxlr.sweep(init, loss_fn, DATA, optimizer, grid, steps=30, batch_size=16,
+                       eval_data=DATA, eval_every=10, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +45,7 @@ def test_every_member_equals_its_solo_run(swept):
     assert swept.hparams["optimizer"].tolist() == GRID.columns["optimizer"].tolist()
     for i in (0, 5, 6, 11):  # adam, sgd and prodigy members, both seeds
         hp = GRID[i]
-        solo = jaxlr.sweep(lambda k: 0.1 * jax.random.normal(k, (3,)), loss_fn, DATA,
+        solo = jaxlr.sweep(init, loss_fn, DATA,
                            lambda h, name=hp["optimizer"]: OPTIMIZERS[name](h["lr"]),
                            jaxlr.grid(lr=[hp["lr"]], seed=[hp["seed"]]), steps=30,
                            batch_size=16, progress=False, eval_data=DATA, eval_every=10)
@@ -62,10 +66,10 @@ def test_against_a_hand_written_optax_loop_on_full_batches():
     """Interleaved categories (rows: the adam block, then the sgd block, so member 1 is not in
     row 1), one program of one chunk: each member's curve and final params are optax's."""
     g = jaxlr.Grid.zip(optimizer=["adam", "sgd", "adam"], lr=[0.05, 0.05, 0.02])
-    res = jaxlr.sweep(lambda k: jnp.zeros(3), loss_fn, DATA, opt, g, steps=10, batch_size=64,
-                      progress=False)
+    res = jaxlr.sweep(lambda k: jnp.zeros(3, jnp.float32), loss_fn, DATA, opt, g, steps=10,
+                      batch_size=64, progress=False)
     for i, tx in enumerate([optax.adam(0.05), optax.sgd(0.05), optax.adam(0.02)]):
-        w, state, losses = jnp.zeros(3), tx.init(jnp.zeros(3)), []
+        w, state, losses = jnp.zeros(3, jnp.float32), tx.init(jnp.zeros(3, jnp.float32)), []
         for _ in range(10):
             loss, grad = jax.value_and_grad(loss_fn)(w, DATA)
             updates, state = tx.update(grad, state, w)

@@ -16,9 +16,9 @@ from jaxlr._sweep import checkpoint as _checkpoint
 from jaxlr._sweep.population import exploit_explore
 
 N = 96
-X = jax.random.normal(jax.random.key(0), (N, 4))
-Y = jnp.tanh(X @ jnp.array([1.0, -2.0, 0.5, 0.0])) + 0.1 * jax.random.normal(jax.random.key(1),
-                                                                             (N,))
+X = jax.random.normal(jax.random.key(0), (N, 4), jnp.float32)  # float32 under x64 too
+Y = (jnp.tanh(X @ jnp.array([1.0, -2.0, 0.5, 0.0], jnp.float32))
+     + 0.1 * jax.random.normal(jax.random.key(1), (N,), jnp.float32))
 DATA = (X, Y)
 LRS = np.logspace(-3.5, -0.5, 8).astype(np.float32)
 STEPS, INTERVAL = 60, 15  # rounds at 15, 30, 45
@@ -26,8 +26,10 @@ STEPS, INTERVAL = 60, 15  # rounds at 15, 30, 45
 
 def init_mlp(key):
     k1, k2 = jax.random.split(key)
-    return {"w1": 0.5 * jax.random.normal(k1, (4, 8)), "b1": jnp.zeros(8),
-            "w2": 0.5 * jax.random.normal(k2, (8,)), "b2": jnp.zeros(())}
+    return {"w1": 0.5 * jax.random.normal(k1, (4, 8), jnp.float32),
+            "b1": jnp.zeros(8, jnp.float32),
+            "w2": 0.5 * jax.random.normal(k2, (8,), jnp.float32),
+            "b2": jnp.zeros((), jnp.float32)}
 
 
 def loss_fn(p, batch):
@@ -275,13 +277,14 @@ def test_on_noisy_least_squares_pbt_discovers_a_decay_that_beats_every_constant_
     same 16 constant LRs beats every one of them and its best lineage's LR decays. (The policy
     seed, 3, was not among those tried while writing the test.)"""
     n, d = 1024, 16
-    x = jax.random.normal(jax.random.key(0), (n, d))
-    y = x @ jax.random.normal(jax.random.key(1), (d,)) + jax.random.normal(jax.random.key(2), (n,))
+    x = jax.random.normal(jax.random.key(0), (n, d), jnp.float32)
+    y = (x @ jax.random.normal(jax.random.key(1), (d,), jnp.float32)
+         + jax.random.normal(jax.random.key(2), (n,), jnp.float32))
     data = (x, y)
     loss = lambda p, b: 0.5 * jnp.mean((b[0] @ p - b[1]) ** 2)
     g = jaxlr.grid(lr=np.logspace(-2.5, -0.5, 16))
     kw = dict(steps=400, batch_size=4, progress=False, eval_data=data, eval_every=25)
-    init = lambda k: jnp.zeros(d)
+    init = lambda k: jnp.zeros(d, jnp.float32)
     constant = jaxlr.sweep(init, loss, data, lambda hp: jaxlr.sgd(hp["lr"]), g, **kw)
     cosine = jaxlr.sweep(init, loss, data,
                          lambda hp: jaxlr.sgd(jaxlr.cosine_decay(hp["lr"], 400)), g, **kw)
