@@ -199,7 +199,8 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
                 old, alive = rows, np.ones(m, bool)
                 alive[end.active] = end.alive
                 carry, rows, hp, seed_pos = _apply(layout, carry, rows, plan, place, fns, move)
-                st = fns.state(carry)
+                if move.pending is None:  # (a pending move changes the rows in the next chunk)
+                    st = fns.state(carry)
                 parents = np.full(m, -1, np.int64)
                 parents[layout.members] = old.active[layout.source]
                 history.add(t_end, parents, alive, _numeric(plan.cols))
