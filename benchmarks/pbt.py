@@ -6,22 +6,31 @@ diverge):
   mlp     sklearn digits (X / 16), a fixed split: the first 1,400 examples train, the last 397
           are held out; MLP 64-128-128-10 (pure-JAX params, relu, He-normal init: the model of
           ``benchmarks/sweep.py``), softmax cross-entropy, Adam, batch 128, 1,500 steps;
+  mlp-sgd the same data and MLP with plain SGD, batch 128, 500 steps (the CLI's default budget),
+          interval 50. Added in run 5 because the Adam task has no headroom: on it no decaying
+          schedule beats the best constant LR (below), so a schedule learner has nothing to find.
+          Chosen by that measure alone, before PBT ran on it: at 500 steps cosine decay from
+          the grid's LRs beats the best constant (0.2633 vs 0.2761);
   lstsq   noisy least squares: d = 32 Gaussian features scaled from 1 down to 10**-1.5
           (``logspace(0, -1.5)``: ill-conditioned), y = x . w* + N(0, 1) noise, 4,096 training
           and 4,096 held-out examples (numpy seed 0); loss 0.5 * mean squared error, params
           init at 0, plain SGD, batch 8, 2,400 steps (the small directions want a large LR
           early, the noise a small one late: a decaying LR beats the constant ones).
-Variants, all evaluated on the held-out split every ``interval`` = 100 steps (halving: see
-below), chunk size = the evaluation period:
-  grid     ``jaxlr.sweep`` of 16 LRs ``logspace`` (mlp: 1e-4..1, Adam; lstsq: 1e-3..10**0.5,
-           SGD), constant LRs;
-  pbt      the same 16 starting points with ``policy=jaxlr.population_based(100, by="eval")``
+Variants, all evaluated on the held-out split every ``interval`` steps (100; mlp-sgd: 50;
+halving: see below), chunk size = the evaluation period:
+  grid     ``jaxlr.sweep`` of 16 LRs ``logspace`` (mlp: 1e-4..1, Adam; mlp-sgd: 1e-3..10, SGD;
+           lstsq: 1e-3..10**0.5, SGD), constant LRs;
+  pbt      the same 16 starting points with ``policy=jaxlr.population_based(interval,
+           by="eval")``
            (defaults otherwise: fraction 0.25, perturb (0.8, 1.25), resample 0.25, seed 0);
   halving  48 LRs ``logspace`` over the same range with ``prune=jaxlr.successive_halving(
            min_steps, 3, by="eval")``; min_steps is chosen (a multiple of interval / 2) so that
            its member-steps are as close as possible to 16 x steps (mlp: 250, rungs 250 and
            750: 48 -> 16 -> 5 settings, 23,750 member-steps vs 24,000; lstsq: 400, rungs 400
            and 1,200: 38,000 vs 38,400); its eval_every is gcd(min_steps, steps).
+  cosine, linear (the headroom; not goals) the grid's 16 LRs as the peaks of
+           ``optax.cosine_decay_schedule(lr, steps)`` / ``optax.linear_schedule(lr, 0, steps)``:
+           whether any decaying schedule beats the best constant LR on the task.
 Member-steps: the training steps each member was scheduled to run, summed (a pruned member
 runs to its rung); "finite losses": the finite entries of ``res.loss`` (lower when members
 diverged: a diverged member is frozen, its losses are NaN, its row still computed).
@@ -88,6 +97,10 @@ HALVING_SETTINGS = 48
 ETA = 3
 BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 VARIANTS = ("grid", "pbt", "halving")
+# The headroom: the grid's LRs as peaks of two decaying schedules. PBT learns a schedule; where
+# no decay beats the best constant LR it has nothing to find but the constant.
+HEADROOM = {"cosine": lambda lr, n: optax.cosine_decay_schedule(lr, n),
+            "linear": lambda lr, n: optax.linear_schedule(lr, 0.0, n)}
 
 
 class Task(NamedTuple):
@@ -103,9 +116,11 @@ class Task(NamedTuple):
 
 SETUPS = {
     "full": {"tasks": [Task("mlp", 1500, 100, 128, (-4.0, 0.0)),
+                       Task("mlp-sgd", 500, 50, 128, (-3.0, 1.0)),
                        Task("lstsq", 2400, 100, 8, (-3.0, 0.5))],
              "overhead": {"steps": 800, "pairs": 7}},
     "quick": {"tasks": [Task("mlp", 60, 10, 128, (-4.0, 0.0)),
+                        Task("mlp-sgd", 40, 10, 128, (-3.0, 1.0)),
                         Task("lstsq", 60, 10, 8, (-3.0, 0.5))],
               "overhead": {"steps": 30, "pairs": 1}},
 }
@@ -151,15 +166,18 @@ def sgd_of_lr(hp: dict) -> optax.GradientTransformation:
 
 
 def workload(task: Task) -> dict:
-    """init, loss_fn, optimizer, train and held-out data (and the noise floor, lstsq)."""
-    if task.name == "mlp":
+    """init, loss_fn, optimizer, train and held-out data (and the noise floor, lstsq);
+    ``base`` makes the optimizer from a learning rate or schedule (the headroom variants)."""
+    if task.name.startswith("mlp"):
         x, y = bench_sweep.load_data()
+        sgd = task.name == "mlp-sgd"
         return {"init": bench_sweep.make_init(bench_sweep.WORKLOADS["mlp"]),
-                "loss_fn": bench_sweep.loss_fn, "optimizer": adam_of_lr,
+                "loss_fn": bench_sweep.loss_fn, "optimizer": sgd_of_lr if sgd else adam_of_lr,
+                "base": optax.sgd if sgd else optax.adam,
                 "train": (x[:-397], y[:-397]), "held": (x[-397:], y[-397:]), "floor": None}
     train, held, floor = lstsq_data()
     return {"init": lstsq_init, "loss_fn": lstsq_loss, "optimizer": sgd_of_lr,
-            "train": train, "held": held, "floor": floor}
+            "base": optax.sgd, "train": train, "held": held, "floor": floor}
 
 
 # --------------------------------------------------------------------------- plans
@@ -251,9 +269,13 @@ def sweep_call(task: Task, w: dict, variant: str, *, steps: int | None = None,
         return jaxlr.sweep(w["init"], w["loss_fn"], w["train"], w["optimizer"],
                            jaxlr.grid(lr=task.lrs(HALVING_SETTINGS)), eval_every=every,
                            prune=jaxlr.successive_halving(min_steps, ETA, by="eval"), **common)
+    optimizer = w["optimizer"]
+    if variant in HEADROOM:  # the grid's LRs as the peaks of a decay to 0 over the run
+        decay = HEADROOM[variant]
+        optimizer = lambda hp: w["base"](decay(hp["lr"], steps))  # noqa: E731
     if policy == "default":
         policy = pbt_policy(task) if variant == "pbt" else None
-    return jaxlr.sweep(w["init"], w["loss_fn"], w["train"], w["optimizer"],
+    return jaxlr.sweep(w["init"], w["loss_fn"], w["train"], optimizer,
                        jaxlr.grid(lr=task.lrs(POPULATION)), eval_every=task.interval,
                        chunk_size=task.interval, policy=policy, **common)
 
@@ -461,6 +483,14 @@ def report_task(task: Task, results: dict, misses: list[str]) -> None:
         print(f"lstsq: the true weights' held-out loss (the noise floor) is {f:.4f}; excess "
               "over it: " + ", ".join(f"{v} {results[v]['best'] - f:.4f}" for v in VARIANTS)
               + ".")
+    decays = {d: results[d]["best"] for d in HEADROOM}
+    print(f"headroom (no PBT): the same {POPULATION} LRs as the peaks of a decay to 0 over the "
+          "run, best held-out loss / grid best: " + ", ".join(
+              f"{d} {v:.4f} ({v / grid['best']:.3f}, peak {results[d]['best_lr']:.3g})"
+              for d, v in decays.items())
+          + (": a decaying schedule beats the best constant LR." if min(decays.values())
+             < grid["best"] else ": no decay beats the best constant LR (nothing for a "
+             "schedule to find but the constant)."))
     diff = sorted(set(p["programs"]) | set(grid["programs"]))
     diff = [n for n in diff if p["programs"].get(n, 0) != grid["programs"].get(n, 0)]
     print(f"pbt's backend compiles per program: {p['programs']}.")
@@ -594,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     for task in setup["tasks"]:
         results[task.name] = {}
-        for v in VARIANTS:
+        for v in (*VARIANTS, *HEADROOM):
             spec = {"task": task.name, "variant": v, "setup": name}
             r = (run_variant(spec) if args.quick
                  else in_subprocess("--run", json.dumps(spec)))
