@@ -29,6 +29,8 @@ from jaxlr._optim import ArrayLike, Schedule, adam
 from jaxlr._sweep import DivergenceRule, grid, sweep
 
 if TYPE_CHECKING:
+    import chex
+    from flax import nnx
     from matplotlib.figure import Figure
 
 #: Floor of the divergence scale relative to the start level (see :func:`find_lr`).
@@ -172,9 +174,9 @@ class FinderResult:
 
 
 def find_lr(
-    model: Any,
+    model: Callable[[jax.Array], chex.ArrayTree] | nnx.Module,
     loss_fn: Callable,
-    data: Any,
+    data: chex.ArrayTree | Iterable[chex.ArrayTree],
     optimizer: Callable[[Schedule], optax.GradientTransformation] = lambda lr: adam(lr),
     *,
     min_lr: float = 1e-7,

@@ -57,6 +57,8 @@ from jaxlr._diagnose import Diagnosis, lr_sensitivity
 from jaxlr._sweep import Grid, SweepResult, final_state
 
 if TYPE_CHECKING:
+    import chex
+
     from jaxlr._finder import FinderResult
 
 CONFIG = "config.json"
@@ -671,11 +673,11 @@ def _plot_png(result: SweepResult | FinderResult, path: Path) -> Path | None:
     return path
 
 
-def _state_loader(directory: Path) -> Callable[[], tuple[Any, Callable]]:
+def _state_loader(directory: Path) -> Callable[[], tuple[chex.ArrayTree, Callable]]:
     """``load_state`` for a run directory's :class:`SweepResult`: the members' trained state
     from the run's last checkpoint, through the engine's loader, with the functions the
     run's ``config.json`` names (its ``factory``)."""
-    def load_state() -> tuple[Any, Callable]:
+    def load_state() -> tuple[chex.ArrayTree, Callable]:
         try:
             config = read_config(directory / CONFIG)
         except (OSError, KeyError) as e:

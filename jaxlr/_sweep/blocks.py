@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
@@ -24,6 +24,9 @@ import numpy as np
 from jaxlr._sweep.grid import Grid
 from jaxlr._sweep.memory import SweepTooLarge
 from jaxlr._sweep.result import SweepResult
+
+if TYPE_CHECKING:
+    import os
 
 
 def block_size(member_block: Any, m: int, n_devices: int) -> int | str:
@@ -44,7 +47,7 @@ def auto_block(fits: int, n_devices: int) -> int:
 
 
 def run_blocks(run: Callable[..., SweepResult], grid: Grid, block: int,
-               checkpoint: Any) -> SweepResult:
+               checkpoint: str | os.PathLike | None) -> SweepResult:
     """``run(grid=..., checkpoint=...)`` on each block of ``grid``, merged."""
     m = len(grid)
     parts = []
@@ -59,7 +62,7 @@ def run_blocks(run: Callable[..., SweepResult], grid: Grid, block: int,
 
 def merge(grid: Grid, parts: list[tuple[SweepResult, int]]) -> SweepResult:
     """One result of the blocks' results (each ``(result, real members)``), in grid order."""
-    def cat(get: Callable[[SweepResult], Any]) -> Any:
+    def cat(get: Callable[[SweepResult], np.ndarray | None]) -> np.ndarray | None:
         values = [get(r) for r, _ in parts]
         if values[0] is None:
             return None

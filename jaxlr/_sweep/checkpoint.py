@@ -25,10 +25,13 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
+
+if TYPE_CHECKING:
+    import chex
 
 KEEP = 2
 
@@ -48,14 +51,14 @@ def fingerprint(config: Any) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def tree_spec(tree: Any) -> str:
+def tree_spec(tree: chex.ArrayTree) -> str:
     """A hash of a pytree's structure and its leaves' shapes and dtypes (not their values)."""
     leaves, treedef = jax.tree.flatten(tree)
     return fingerprint([str(treedef), [[list(np.shape(x)), str(getattr(x, "dtype", type(x)))]
                                        for x in leaves]])
 
 
-def tree_digest(tree: Any) -> str:
+def tree_digest(tree: chex.ArrayTree | None) -> str:
     """A SHA-256 of a pytree's structure and the bytes, shapes and dtypes of its leaves (arrays
     are brought to the host once; ``None`` hashes as an empty tree)."""
     h = hashlib.sha256(tree_spec(tree).encode())
@@ -64,7 +67,7 @@ def tree_digest(tree: Any) -> str:
     return h.hexdigest()
 
 
-def _to_numpy(leaf: Any) -> np.ndarray:
+def _to_numpy(leaf: chex.Array) -> np.ndarray:
     if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
         return np.asarray(jax.random.key_data(leaf))
     return np.asarray(leaf)
@@ -74,7 +77,7 @@ def _manifest_digest(manifest: dict) -> str:
     return fingerprint({k: v for k, v in manifest.items() if k != "manifest_sha256"})
 
 
-def save(directory: str | os.PathLike, chunk: int, parts: dict[str, str], carry: Any,
+def save(directory: str | os.PathLike, chunk: int, parts: dict[str, str], carry: chex.ArrayTree,
          records: dict[str, np.ndarray]) -> None:
     """Write the checkpoint after ``chunk`` atomically; keep the newest ``KEEP``.
 
@@ -149,7 +152,7 @@ def latest(directory: str | os.PathLike) -> int | None:
     return None if found is None else int(found[1]["chunk"])
 
 
-def load(directory: str | os.PathLike, parts: dict[str, str], carry_like: Any):
+def load(directory: str | os.PathLike, parts: dict[str, str], carry_like: chex.ArrayTree):
     """The newest valid checkpoint as ``(chunk, carry, records)``, or None if there is none.
 
     A checkpoint whose manifest or arrays do not match their digests (half-written, corrupt,
@@ -174,7 +177,7 @@ def load(directory: str | os.PathLike, parts: dict[str, str], carry_like: Any):
     return None
 
 
-def load_final(directory: str | os.PathLike, like: Any, chunk: int) -> Any:
+def load_final(directory: str | os.PathLike, like: chex.ArrayTree, chunk: int) -> chex.ArrayTree:
     """The state of the last checkpoint (``chunk``) of a finished sweep, for reading its
     members back (e.g. ``jaxlr.load(DIR).params(i)``): the newest valid checkpoint must be that
     chunk's, and every leaf must have ``like``'s dtype and shape past the member axis (the
@@ -188,7 +191,7 @@ def load_final(directory: str | os.PathLike, like: Any, chunk: int) -> Any:
     raise ValueError(f"no valid checkpoint in {directory}")
 
 
-def _leaves(path: Path, manifest: dict, like: Any) -> tuple[Any, dict]:
+def _leaves(path: Path, manifest: dict, like: chex.ArrayTree) -> tuple[chex.ArrayTree, dict]:
     """The checkpoint's tree (each leaf checked against ``like``'s) and its records."""
     leaves_like, treedef = jax.tree.flatten(like)
     with np.load(path / "arrays.npz") as z:
@@ -201,7 +204,8 @@ def _leaves(path: Path, manifest: dict, like: Any) -> tuple[Any, dict]:
     return jax.tree.unflatten(treedef, leaves), records
 
 
-def _restore(value: np.ndarray, like: Any, path: Path, i: int) -> Any:
+def _restore(value: np.ndarray, like: jax.Array | jax.ShapeDtypeStruct, path: Path,
+             i: int) -> np.ndarray | jax.Array:
     """``value`` as a leaf like ``like``: the same dtype and shape past the member axis (the
     number of rows may differ: a policy such as successive halving changes it)."""
     key = jax.dtypes.issubdtype(like.dtype, jax.dtypes.prng_key)

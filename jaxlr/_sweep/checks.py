@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
@@ -28,8 +28,17 @@ import numpy as np
 
 from jaxlr._sweep.data import describe, is_array_data
 
+if TYPE_CHECKING:
+    import chex
+    import optax
 
-def arguments(loss_fn: Any, data: Any, eval_data: Any) -> None:
+    from jaxlr._sweep.grid import Grid
+    from jaxlr._sweep.member import Program
+    from jaxlr._sweep.models import Model
+
+
+def arguments(loss_fn: Any, data: chex.ArrayTree | Iterable[chex.ArrayTree],
+              eval_data: chex.ArrayTree | None) -> None:
     """The checks of ``sweep``'s arguments that need no trace."""
     loss_fn_signature(loss_fn)
     python_lists("data", data)
@@ -58,7 +67,7 @@ def loss_fn_signature(loss_fn: Any) -> None:
                          ) from None
 
 
-def python_lists(name: str, data: Any) -> None:
+def python_lists(name: str, data: chex.ArrayTree | Iterable[chex.ArrayTree]) -> None:
     """Arrays given as Python lists (``(x.tolist(), y)``, or a list of numbers) are named with
     the fix (``np.asarray``); so is ``[x, y]``, a list (read as a sequence of batches) holding
     arrays of different shapes past axis 0, which was meant as the tuple ``(x, y)``."""
@@ -84,7 +93,7 @@ def python_lists(name: str, data: Any) -> None:
                              f"0 give a tuple, e.g. {name}=(x, y)")
 
 
-def finite(name: str, data: Any) -> None:
+def finite(name: str, data: chex.ArrayTree) -> None:
     """Every float in the concrete arrays of ``data`` is finite, or the array (its path in the
     tuple/dict) and its first bad row are named. Traced and not fully addressable arrays (with
     many processes) are skipped."""
@@ -196,7 +205,8 @@ def _scalar_loss(value: Any, what: str) -> None:
                          "jnp.mean")
 
 
-def program(prog: Any, hp: dict, batch: Any, eval_data: Any = None) -> list[str]:
+def program(prog: Program, hp: dict, batch: chex.ArrayTree,
+            eval_data: chex.ArrayTree | None = None) -> list[str]:
     """Trace one member of ``prog`` (a ``_Program``) abstractly: init, loss and gradients on
     ``batch``, ``optimizer(hp)``'s init and update (so keys read lazily, e.g. by a schedule at
     update time, count) and the loss on ``eval_data``. Returns the names of the aux metrics."""
@@ -225,7 +235,8 @@ def program(prog: Any, hp: dict, batch: Any, eval_data: Any = None) -> list[str]
     return sorted(aux)
 
 
-def _eval_fits(model: Any, params: Any, rest: Any, eval_data: Any, batch: Any) -> None:
+def _eval_fits(model: Model, params: optax.Params, rest: chex.ArrayTree,
+               eval_data: chex.ArrayTree, batch: chex.ArrayTree) -> None:
     """The loss on ``eval_data`` traces (inside :func:`program`'s trace), or eval_data and a
     training batch are shown side by side."""
     try:
@@ -239,7 +250,7 @@ def _eval_fits(model: Any, params: Any, rest: Any, eval_data: Any, batch: Any) -
     _scalar_loss(value, " on eval_data")
 
 
-def initial_lrs(lrs: np.ndarray, grid: Any) -> None:
+def initial_lrs(lrs: np.ndarray, grid: Grid) -> None:
     """Every member's first LR (NaN: the optimizer keeps no jaxlr LR) is >= 0: a negative LR
     made of traced values (``sgd(-hp["lr"])``, a schedule whose start is a negative axis
     value) would train by gradient ascent, unflagged. The members are named."""

@@ -4,11 +4,14 @@ to the best category (:meth:`SweepResult.compare`)."""
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
 from jaxlr._sweep.curves import tail_mean
+
+if TYPE_CHECKING:
+    from jaxlr._sweep.result import SweepResult
 
 BASIN = 0.10  # a setting is in the basin when its mean is within 10% of its category's best
 
@@ -36,7 +39,7 @@ class Comparison(NamedTuple):
     gap: float
 
 
-def compare(result: Any, axis: str, by: str, mode: str = "min") -> list[Comparison]:
+def compare(result: SweepResult, axis: str, by: str, mode: str = "min") -> list[Comparison]:
     """See :meth:`SweepResult.compare`."""
     if axis not in result.hparams:
         raise ValueError(f"axis must be a grid axis {list(result.hparams)}, got axis={axis!r}")

@@ -17,7 +17,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,14 @@ from jaxlr._sweep.member import Carry, Program, state
 from jaxlr._sweep.models import Model, adapt
 from jaxlr._sweep.placement import Placement, mesh
 from jaxlr._sweep.plan import Plan
+
+if TYPE_CHECKING:
+    import chex
+    import optax
+    from flax import nnx
+    from jax.sharding import NamedSharding
+
+    from jaxlr._sweep.member import MemberStatus
 
 
 class Functions(NamedTuple):
@@ -50,8 +58,9 @@ class Functions(NamedTuple):
     copies: bool  # the chunk takes a ``move``: rows copied at its start (a policy's layout)
 
 
-def chunk_inputs(fns: Functions, data: Any, seeds: jax.Array, sample_batch: Any,
-                 k: int, replicated: Any) -> tuple[Any, Any]:
+def chunk_inputs(fns: Functions, data: chex.ArrayTree | None, seeds: jax.Array,
+                 sample_batch: chex.ArrayTree, k: int,
+                 replicated: NamedSharding) -> tuple[chex.ArrayTree, jax.Array | None]:
     """A chunk's ``(xs, table)`` as the loop passes them (an iterable's: abstract, stacked
     batches placed ``replicated``)."""
     if data is not None:
@@ -61,9 +70,9 @@ def chunk_inputs(fns: Functions, data: Any, seeds: jax.Array, sample_batch: Any,
         sample_batch), None
 
 
-def lower_all(fns: Functions, whole: bool, carry: Carry | None, hp: dict, xs: Any,
-              table: Any, seed_pos: jax.Array, eval_data: Any, by_member: Any,
-              move: Any = None) -> list:
+def lower_all(fns: Functions, whole: bool, carry: Carry | None, hp: dict, xs: chex.ArrayTree,
+              table: jax.Array | None, seed_pos: jax.Array, eval_data: chex.ArrayTree | None,
+              by_member: NamedSharding, move: chex.ArrayTree | None = None) -> list:
     """The lowered programs the loop will run: the chunk (or the whole run) and the eval."""
     def placed(shapes):
         return jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=by_member),
@@ -224,8 +233,9 @@ def _batch_table(k: int, n: int, batch_size: int, devices: tuple, x64: bool) -> 
                    out_shardings=mesh(devices)[1])
 
 
-def build(init: Any, loss_fn: Callable, optimizer: Callable, plan: Plan, place: Placement,
-          sample_batch: Any, eval_data: Any = None) -> Functions:
+def build(init: Callable[[jax.Array], chex.ArrayTree] | nnx.Module, loss_fn: Callable,
+          optimizer: Callable, plan: Plan, place: Placement, sample_batch: chex.ArrayTree,
+          eval_data: chex.ArrayTree | None = None) -> Functions:
     """The compiled functions of this call, traced from the functions as they are NOW.
 
     Nothing traced from a user's function is kept across calls: a trace reads the values of
@@ -376,7 +386,7 @@ def grouped_chunk(programs: list[Program], in_memory: bool) -> Callable:
     return run_chunk
 
 
-def grouped_state(carry: tuple) -> Any:
+def grouped_state(carry: tuple) -> tuple[optax.Params, chex.ArrayTree, MemberStatus]:
     """The rows' (params, rest, status) of every block, in row order (one array per leaf: a
     category changes the optimizer, so its state, never the model)."""
     return jax.tree.map(lambda *x: jnp.concatenate(x), *[state(c) for c in carry])
@@ -407,13 +417,13 @@ def member_map(f: Callable, in_axes: tuple) -> Callable:
     return mapped
 
 
-def copy_state(carry: Carry) -> Any:
+def copy_state(carry: Carry) -> tuple[optax.Params, chex.ArrayTree, MemberStatus]:
     return jax.tree.map(jnp.copy, state(carry))
 
 
-def write_rows(store: Any, rows: Any, ids: jax.Array) -> Any:
+def write_rows(store: chex.ArrayTree, rows: chex.ArrayTree, ids: jax.Array) -> chex.ArrayTree:
     return jax.tree.map(lambda s, r: s.at[ids].set(r), store, rows)
 
 
-def take_rows(tree: Any, idx: jax.Array) -> Any:
+def take_rows(tree: chex.ArrayTree, idx: jax.Array) -> chex.ArrayTree:
     return jax.tree.map(lambda x: x[idx], tree)

@@ -3,12 +3,15 @@ shuffle computed on device."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+if TYPE_CHECKING:
+    import chex
 
 _ROUNDS = 6  # Feistel rounds
 
@@ -70,13 +73,13 @@ def permutation(key: jax.Array, n: int) -> jax.Array:
     return y[where]
 
 
-def is_array_data(data: Any) -> bool:
+def is_array_data(data: chex.ArrayTree | Iterable[chex.ArrayTree]) -> bool:
     """A tuple/dict of arrays (a list is read as a sequence of batches)."""
     return isinstance(data, (tuple, Mapping)) and all(
         hasattr(x, "shape") for x in jax.tree.leaves(data)) and bool(jax.tree.leaves(data))
 
 
-def num_examples(name: str, data: Any) -> int:
+def num_examples(name: str, data: chex.ArrayTree) -> int:
     leaves = jax.tree.leaves(data)
     lengths = {int(np.shape(x)[0]) if np.ndim(x) else 0 for x in leaves}
     if 0 in lengths:
@@ -109,19 +112,19 @@ def batch_indices(seeds: jax.Array, t0: jax.Array, k: int, n: int, bs: int) -> j
     return table[:, (epochs - first)[:, None], cols]
 
 
-def gather(data: Any, idx: jax.Array) -> Any:
+def gather(data: chex.ArrayTree, idx: jax.Array) -> chex.ArrayTree:
     return jax.tree.map(lambda a: jnp.take(a, idx, axis=0), data)
 
 
 
-def peek(batches: Any, name: str) -> Any:
+def peek(batches: Iterator[chex.ArrayTree], name: str) -> chex.ArrayTree:
     try:
         return next(batches)
     except StopIteration:
         raise ValueError(f"{name} is an empty iterable: give at least one batch") from None
 
 
-def describe(tree: Any) -> str:
+def describe(tree: chex.ArrayTree) -> str:
     """The leaves of ``tree`` as text, path: dtype[shape], e.g. ``[0]: float32[8, 3], [1]: ...``."""
     def spec(x: Any) -> str:
         if not hasattr(x, "shape"):
@@ -132,11 +135,12 @@ def describe(tree: Any) -> str:
                      for path, x in jax.tree_util.tree_flatten_with_path(tree)[0])
 
 
-def _layout(batch: Any) -> tuple:
+def _layout(batch: chex.ArrayTree) -> tuple:
     return jax.tree.structure(batch), tuple(tuple(np.shape(x)) for x in jax.tree.leaves(batch))
 
 
-def chain_first(first: Any, rest: Any):
+def chain_first(first: chex.ArrayTree,
+                rest: Iterable[chex.ArrayTree]) -> Iterator[chex.ArrayTree]:
     """``first``, then the batches of ``rest``, each checked to have the first one's structure
     and shapes: a loader's smaller last batch (no ``drop_last``) would otherwise fail deep in
     the stacking of a chunk, or silently retrace the program with another batch size."""
@@ -159,7 +163,7 @@ def chain_first(first: Any, rest: Any):
         yield batch
 
 
-def stack_batches(batches: Any, k: int, remaining: int) -> Any:
+def stack_batches(batches: Iterator[chex.ArrayTree], k: int, remaining: int) -> chex.ArrayTree:
     """Pull min(k, remaining) batches and stack them [k, ...] (the tail padded, masked later)."""
     taken = []
     for _ in range(min(k, remaining)):

@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from jaxlr._optim import hparam
 from jaxlr._sweep.policies import ChunkEnd, Layout, Policy, ranking
+
+if TYPE_CHECKING:
+    from jaxlr._sweep.grid import Grid
 
 
 class _Rule(NamedTuple):
@@ -40,7 +43,7 @@ class SuccessiveHalving(_Rule, Policy):
     def boundaries(self, steps: int) -> list[int]:
         return self.rungs(steps)
 
-    def batch_sizes(self, grid: Any, steps: int, n_devices: int) -> list[int]:
+    def batch_sizes(self, grid: Grid, steps: int, n_devices: int) -> list[int]:
         """The rows after each rung, padded to the devices, when every setting has the same
         number of seeds (then they do not depend on the ranking); [] otherwise."""
         counts = np.bincount(grid.settings())

@@ -9,7 +9,7 @@ see the curves first (a policy's boundary, a checkpoint).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import numpy as np
@@ -30,16 +30,19 @@ from jaxlr._sweep.policies import (
     Progress,
 )
 
+if TYPE_CHECKING:
+    import chex
+
 
 class Inputs(NamedTuple):
     """What the programs read, on the mesh, and what the loop needs to know of it."""
 
     hp: dict  # [rows] hyperparameters, sharded by member
-    seed_pos: Any  # [rows] each row's seed position
-    seeds: Any  # [S] the distinct seeds, replicated
-    data: Any  # in-memory data, replicated (None for an iterable)
-    eval_data: Any
-    sample_batch: Any  # one batch (abstract in memory; an iterable's first batch)
+    seed_pos: chex.ArrayTree  # [rows] each row's seed position
+    seeds: jax.Array  # [S] the distinct seeds, replicated
+    data: chex.ArrayTree | None  # in-memory data, replicated (None for an iterable)
+    eval_data: chex.ArrayTree | None
+    sample_batch: chex.ArrayTree  # one batch (abstract in memory; an iterable's first batch)
     digests: tuple | None  # (data, eval_data) SHA-256 when checkpointing
 
 
@@ -47,7 +50,7 @@ class Outcome(NamedTuple):
     """What the loop leaves: the members' final (params, rest, status) [M...], the curves and
     the step each member stopped at (-1: it ran to the end)."""
 
-    final: Any
+    final: chex.ArrayTree
     curves: Curves
     stopped_at: np.ndarray
     history: History  # the layouts the policies applied
@@ -90,15 +93,16 @@ def still_move(rows: Rows, place: Placement) -> tuple:
 
 class _Resume(NamedTuple):
     first_chunk: int
-    carry: Any
-    store: Any
+    carry: chex.ArrayTree
+    store: chex.ArrayTree | None
     rows: Rows
     curves: Curves
     stopped_at: np.ndarray
     hp: dict
-    seed_pos: Any
+    seed_pos: chex.ArrayTree | None
     history: History
-    pending_move: Any  # a layout's copy not yet applied (``Move``), or None
+    # a layout's copy not yet applied (``Move``), or None
+    pending_move: np.ndarray | tuple[np.ndarray, ...] | None
 
 
 def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: list,
@@ -150,7 +154,7 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
         for policy, work in zip(policies, launched):
             policy.record(ChunkDone(t0, t_end, active, curves, work, real))
 
-    def snapshot() -> tuple[Any, dict]:
+    def snapshot() -> tuple[chex.ArrayTree, dict]:
         """The loop's state on the host, as a checkpoint holds it (read when called)."""
         nonlocal store
         arrays = {**curves.to_arrays(), **history.to_arrays(), **move.saved()}
@@ -225,7 +229,7 @@ def _numeric(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v for k, v in cols.items() if not k.startswith("_")}
 
 
-def _apply(layout: Layout, carry: Any, rows: Rows, plan: Plan, place: Placement,
+def _apply(layout: Layout, carry: chex.ArrayTree, rows: Rows, plan: Plan, place: Placement,
            fns: Functions, move: Move) -> tuple:
     """The rows of ``layout``: an on-device gather of the old rows' states (with a ``move``,
     left pending for the next chunk to do), the hp put anew."""
@@ -240,7 +244,8 @@ def _apply(layout: Layout, carry: Any, rows: Rows, plan: Plan, place: Placement,
     return carry, new, hp, seed_pos
 
 
-def _fingerprint(plan: Plan, inputs: Inputs, carry: Any, store: Any, lowered: list,
+def _fingerprint(plan: Plan, inputs: Inputs, carry: chex.ArrayTree | None,
+                 store: chex.ArrayTree | None, lowered: list,
                  n_devices: int) -> dict[str, str]:
     """What a checkpoint must match to be resumed (``checkpoint.PARTS``)."""
     data_digest, eval_digest = inputs.digests
@@ -252,8 +257,8 @@ def _fingerprint(plan: Plan, inputs: Inputs, carry: Any, store: Any, lowered: li
             "program": program_digest(lowered)}
 
 
-def _resume(plan: Plan, place: Placement, parts: dict, carry: Any, store: Any,
-            rows: Rows) -> _Resume | None:
+def _resume(plan: Plan, place: Placement, parts: dict, carry: chex.ArrayTree | None,
+            store: chex.ArrayTree | None, rows: Rows) -> _Resume | None:
     """The state of the newest checkpoint of this program in ``plan.checkpoint``, if any."""
     if jax.process_index() == 0:
         _checkpoint.remove_stale(plan.checkpoint)

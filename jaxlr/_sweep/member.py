@@ -9,7 +9,7 @@ member axis, devices, files or the loop: ``compiled.py`` maps and jits these fun
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,8 +32,8 @@ class DivergenceRule(NamedTuple):
     loss curve (the default: :func:`blowup_rule`; :func:`jaxlr.find_lr` brings its own).
     """
 
-    init: Callable[[], Any]
-    update: Callable[[Any, jax.Array, jax.Array], tuple[Any, jax.Array]]
+    init: Callable[[], chex.ArrayTree]
+    update: Callable[[chex.ArrayTree, jax.Array, jax.Array], tuple[chex.ArrayTree, jax.Array]]
 
 
 def blowup_rule(factor: float) -> DivergenceRule:
@@ -52,7 +52,7 @@ class MemberStatus(NamedTuple):
 
     alive: jax.Array  # shape (), bool: not diverged
     diverged_at: jax.Array  # shape (), int32: step of divergence, -1 if never
-    rule: Any  # the DivergenceRule's state
+    rule: chex.ArrayTree  # the DivergenceRule's state
 
 
 class Carry(NamedTuple):
@@ -65,7 +65,7 @@ class Carry(NamedTuple):
 OWN_DOT = 1024  # tree_finite on CPU: leaves of at least this many values get a dot of their own
 
 
-def tree_finite(tree: Any, via_dot: bool = False) -> jax.Array:
+def tree_finite(tree: chex.ArrayTree, via_dot: bool = False) -> jax.Array:
     """Whether every float in ``tree`` is finite, as ``isfinite`` of one float32 sum of ``0 * x``
     over all leaves: each term is 0, or NaN for an inf or a NaN, so the test is exact (no
     overflow however large the values).
@@ -125,7 +125,8 @@ class Program:
                              f"hp['lr'])), got {type(tx).__name__}")
         return optax.with_extra_args_support(tx)
 
-    def check(self, hp: dict, batch: Any, eval_data: Any = None) -> list[str]:
+    def check(self, hp: dict, batch: chex.ArrayTree,
+              eval_data: chex.ArrayTree | None = None) -> list[str]:
         """Trace one member's init, step (optimizer included) and, given ``eval_data``, its
         evaluation abstractly: bad outputs, hp keys and axes, eval_data fail here, with names
         (see ``checks.program``). Returns the names of the aux metrics ``loss_fn`` returns."""
@@ -147,8 +148,8 @@ class Program:
                               rule=self.rule.init())
         return Carry(params, rest, self.transform(hp).init(params), status)
 
-    def chunk(self, carry: Carry, hp: dict, xs: Any, t0: jax.Array, data: Any,
-              seed_pos: jax.Array):
+    def chunk(self, carry: Carry, hp: dict, xs: chex.ArrayTree, t0: jax.Array,
+              data: chex.ArrayTree | None, seed_pos: jax.Array):
         """K steps of one member; ``xs`` is the chunk's batch indices into ``data`` per seed
         [S, K, bs] (the member's row: ``seed_pos``), or the batches themselves when ``data`` is
         None (an iterable's stacked chunk, [K, ...])."""
@@ -203,7 +204,7 @@ class Program:
         loss, aux, new_rest = self.model.loss(*params_rest, batch, True)
         return loss.astype(jnp.float32), (aux, new_rest)
 
-    def evaluate(self, state: tuple, eval_data: Any):
+    def evaluate(self, state: tuple, eval_data: chex.ArrayTree):
         """The loss and aux metrics of ``state`` (``(params, rest, status)``) on ``eval_data``."""
         params, rest, _ = state
         loss, aux, _ = self.model.loss(params, rest, eval_data, False)

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 import jax
 import numpy as np
 
+if TYPE_CHECKING:
+    import chex
 
-def program_bytes(compiled: Any) -> int | None:
+
+def program_bytes(compiled: jax.stages.Compiled) -> int | None:
     """Bytes one device needs to run ``compiled`` (None when XLA gives no analysis)."""
     try:
         m = compiled.memory_analysis()
@@ -31,7 +34,7 @@ def program_bytes(compiled: Any) -> int | None:
                - m.alias_size_in_bytes)
 
 
-def free_bytes(devices: Sequence[Any]) -> int | None:
+def free_bytes(devices: Sequence[jax.Device]) -> int | None:
     """Bytes free for ONE of ``devices`` (the smallest of this process' own), or None when
     unknown. An accelerator reports its own (``memory_stats``, which only a device's own
     process may ask); host devices share the machine's available memory (``MemAvailable``),
@@ -53,7 +56,7 @@ def free_bytes(devices: Sequence[Any]) -> int | None:
     return None
 
 
-def tree_bytes(tree: Any) -> int:
+def tree_bytes(tree: chex.ArrayTree) -> int:
     return sum(int(np.prod(np.shape(x))) * np.dtype(x.dtype).itemsize
                for x in jax.tree.leaves(tree) if hasattr(x, "dtype"))
 

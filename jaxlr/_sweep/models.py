@@ -8,7 +8,7 @@ unchanged by the optimizer but updated by the forward pass.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -16,17 +16,24 @@ from flax import nnx
 
 from jaxlr._sweep.data import describe
 
+if TYPE_CHECKING:
+    import chex
+    import optax
+
 
 class Model(NamedTuple):
     """What the sweep needs from a model: pure functions over ``(params, rest)``."""
 
-    init: Callable[[jax.Array, jax.Array], tuple[Any, Any]]  # (key, seed) -> (params, rest)
-    loss: Callable[..., tuple[jax.Array, dict, Any]]  # (params, rest, batch, train) -> ...
-    assemble: Callable[[Any, Any], Any]  # (params, rest) -> what init returned
+    # (key, seed) -> (params, rest)
+    init: Callable[[jax.Array, jax.Array], tuple[optax.Params, chex.ArrayTree]]
+    # (params, rest, batch, train) -> (loss, aux, new rest)
+    loss: Callable[..., tuple[jax.Array, dict, chex.ArrayTree]]
+    # (params, rest) -> what init returned
+    assemble: Callable[[optax.Params, chex.ArrayTree], chex.ArrayTree | nnx.Module]
     kind: str  # "nnx", "linen" or "pytree"
 
 
-def _split_output(out: Any) -> tuple[Any, dict]:
+def _split_output(out: chex.ArrayTree) -> tuple[jax.Array, dict]:
     """``loss`` or ``(loss, aux_dict)``; any other tuple is a structural mistake (e.g. ``(loss,
     logits)``, the ``has_aux`` idiom), raised at trace time with the fix."""
     if not isinstance(out, tuple):
@@ -38,7 +45,7 @@ def _split_output(out: Any) -> tuple[Any, dict]:
                      "outputs in a dict")
 
 
-def _reseed(rest: Any, seed: jax.Array) -> Any:
+def _reseed(rest: chex.ArrayTree, seed: jax.Array) -> chex.ArrayTree:
     """Give every member its own RNG streams when all start from one module instance."""
     def fold(x):
         if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
@@ -72,7 +79,8 @@ def _nnx(init: Callable[[jax.Array], nnx.Module] | nnx.Module, loss_fn: Callable
     return Model(init_fn, loss, lambda params, rest: nnx.merge(graph_train, params, rest), "nnx")
 
 
-def _pytree(init: Callable[[jax.Array], Any], loss_fn: Callable, probe: Any) -> Model:
+def _pytree(init: Callable[[jax.Array], chex.ArrayTree], loss_fn: Callable,
+            probe: chex.ArrayTree) -> Model:
     linen = isinstance(probe, dict) and "params" in probe
 
     def init_fn(key, seed):
@@ -93,7 +101,7 @@ def _pytree(init: Callable[[jax.Array], Any], loss_fn: Callable, probe: Any) -> 
     return Model(init_fn, loss, assemble, "linen" if linen else "pytree")
 
 
-def adapt(init: Any, loss_fn: Callable) -> Model:
+def adapt(init: Callable[[jax.Array], chex.ArrayTree] | nnx.Module, loss_fn: Callable) -> Model:
     """The :class:`Model` for ``init`` (``key -> params | linen variables | nnx.Module``, or an
     ``nnx.Module`` instance) and ``loss_fn(model_or_params, batch) -> loss | (loss, aux)``."""
     if not callable(loss_fn):

@@ -4,13 +4,16 @@ which member each row of the vmapped batch holds, and the moves between host and
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
+
+if TYPE_CHECKING:
+    import chex
 
 
 class Rows:
@@ -54,7 +57,7 @@ class Rows:
         self.real = np.concatenate(real).astype(np.int64)
         self.sizes = None if groups is None else tuple(sizes)
 
-    def host(self, cols: dict[str, np.ndarray]) -> tuple[Any, Any]:
+    def host(self, cols: dict[str, np.ndarray]) -> tuple[chex.ArrayTree, chex.ArrayTree]:
         """The rows' hyperparameters (``hp``: the numeric columns) and seed positions, on the
         host; with groups, one ``(hp, seed_pos)`` per block (tuples)."""
         numeric = {kk: v for kk, v in cols.items()
@@ -65,17 +68,18 @@ class Rows:
         return (tuple({kk: v[b] for kk, v in numeric.items()} for b in blocks),
                 tuple(cols["_seed_pos"][b] for b in blocks))
 
-    def put(self, cols: dict[str, np.ndarray], place: Placement) -> tuple[Any, Any]:
+    def put(self, cols: dict[str, np.ndarray],
+            place: Placement) -> tuple[chex.ArrayTree, chex.ArrayTree]:
         """The rows' hyperparameters (``hp``) and seed positions, sharded by member."""
         return place.put(self.host(cols), place.by_member)
 
-    def identity(self) -> Any:
+    def identity(self) -> np.ndarray | tuple[np.ndarray, ...]:
         """The gather index of no move (every row from itself), as :meth:`source` gives it."""
         if self.sizes is None:
             return np.arange(len(self.ids), dtype=np.int32)
         return tuple(np.arange(s, dtype=np.int32) for s in self.sizes)
 
-    def split(self, flat: np.ndarray) -> Any:
+    def split(self, flat: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         """A gather index saved flat (blocks concatenated) back in :meth:`source`'s form."""
         if self.sizes is None:
             return np.asarray(flat, np.int32)
@@ -85,7 +89,7 @@ class Rows:
         """[r] ``values`` [R] (one per row) of the real rows, in ascending member order."""
         return np.asarray(values)[self.real[np.argsort(self.active, kind="stable")]]
 
-    def source(self, old: Rows, source: np.ndarray) -> Any:
+    def source(self, old: Rows, source: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
         """The gather index of a new layout: ``source`` [r] (aligned with the members given to
         this ``Rows``) holds positions in ``old.active``; returns, for every row, the old row
         its state comes from: one [R] array, or with groups one array per block of positions
@@ -119,7 +123,7 @@ class Placement:
     """The member mesh over ``devices`` (one process' or, with ``"all"``, every process'),
     and the moves between host and mesh that work in both cases."""
 
-    def __init__(self, devices: Any):
+    def __init__(self, devices: Sequence[jax.Device] | str | None):
         if isinstance(devices, str) and devices != "all":
             raise ValueError(f"devices must be None (this process' devices), 'all' (every "
                              f"process' devices, after jax.distributed.initialize) or a list of "
@@ -132,7 +136,7 @@ class Placement:
         me = jax.process_index()
         self.multi = any(d.process_index != me for d in self.devices)
 
-    def put(self, tree: Any, sharding: Any) -> Any:
+    def put(self, tree: chex.ArrayTree, sharding: Any) -> chex.ArrayTree:
         """Host (or local) arrays onto the mesh (``sharding``: one, or a pytree prefix of
         ``tree``). With many processes each process gives the same full arrays and places only
         the shards of its own devices."""
@@ -160,7 +164,7 @@ class Placement:
 
             multihost_utils.sync_global_devices(name)
 
-    def fetch(self, tree: Any, numpy: bool = True) -> Any:
+    def fetch(self, tree: chex.ArrayTree, numpy: bool = True) -> chex.ArrayTree:
         """The mesh's arrays as full arrays on this process (numpy, or local jax arrays that
         may hold PRNG keys); with many processes a gather that every process takes part in."""
         if self.multi:

@@ -192,7 +192,7 @@ def _period(policy: Policy) -> tuple[str, int]:
     return "interval", policy.interval
 
 
-def _describe(policy: Any) -> Any:
+def _describe(policy: Policy | None) -> list | None:
     """A layout policy's settings, for a checkpoint's fingerprint."""
     if policy is None or isinstance(policy, SuccessiveHalving):
         return None if policy is None else list(policy)

@@ -34,6 +34,10 @@ import numpy as np
 from jaxlr._sweep import checkpoint as _checkpoint
 
 if TYPE_CHECKING:
+    import os
+
+    import chex
+
     from jaxlr._sweep.curves import Curves
     from jaxlr._sweep.grid import Grid
 
@@ -60,7 +64,7 @@ class ChunkEnd(NamedTuple):
     grid: Grid  # the sweep's grid
     hparams: dict  # [M] the members' current hyperparameter columns
     chunk: int = 0  # the chunk's index
-    snapshot: Callable[[], tuple[Any, dict]] | None = None  # the loop's state, as saved
+    snapshot: Callable[[], tuple[chex.ArrayTree, dict]] | None = None  # the loop's state, as saved
 
 
 class Layout(NamedTuple):
@@ -92,7 +96,7 @@ class Policy:
         """The row counts its layouts will have, when known ahead (compiled ahead)."""
         return []
 
-    def launch(self, step: int, state: Any) -> Any:
+    def launch(self, step: int, state: chex.ArrayTree) -> Any:
         """Device work on the members' ``(params, rest, status)`` after the chunk ending at
         ``step``, dispatched before the host sees the chunk; its result reaches
         :meth:`record` as ``done.launched``."""
@@ -114,12 +118,12 @@ class Evaluation(Policy):
 
     __slots__ = ("evaluate", "eval_data", "every", "steps", "fetch")
 
-    def __init__(self, evaluate: Callable, eval_data: Any, every: int | None, steps: int,
+    def __init__(self, evaluate: Callable, eval_data: chex.ArrayTree, every: int | None, steps: int,
                  fetch: Callable):
         self.evaluate, self.eval_data, self.every = evaluate, eval_data, every
         self.steps, self.fetch = steps, fetch
 
-    def launch(self, step: int, state: Any) -> Any:
+    def launch(self, step: int, state: chex.ArrayTree) -> chex.ArrayTree | None:
         if step == self.steps or (self.every and step % self.every == 0):
             return self.evaluate(state, self.eval_data)
         return None
@@ -182,7 +186,7 @@ class Checkpointing(Policy):
 
     __slots__ = ("directory", "parts", "k", "barrier")
 
-    def __init__(self, directory: Any, parts: dict[str, str], k: int,
+    def __init__(self, directory: str | os.PathLike, parts: dict[str, str], k: int,
                  barrier: Callable[[str], None]):
         self.directory, self.parts, self.k, self.barrier = directory, parts, k, barrier
 

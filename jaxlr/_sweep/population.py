@@ -10,7 +10,8 @@ the devices and nothing recompiles: the hyperparameters are traced [M] inputs al
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from jaxlr._optim import hparam
 from jaxlr._sweep.categories import split
 from jaxlr._sweep.curves import tail_mean
 from jaxlr._sweep.policies import ChunkEnd, Layout, Policy, ranking
+
+if TYPE_CHECKING:
+    from jaxlr._sweep.grid import Grid
 
 
 class _Rule(NamedTuple):
@@ -58,7 +62,7 @@ class PopulationBased(_Rule, Policy):
         least ``burn_in`` and strictly below ``steps``."""
         return [s for s in range(self.interval, steps, self.interval) if s >= self.burn_in]
 
-    def explored(self, grid: Any) -> list[str]:
+    def explored(self, grid: Grid) -> list[str]:
         """The axes explored: ``axes``, or every numeric grid axis but ``seed`` and labels."""
         if self.axes is not None:
             return list(self.axes)
@@ -109,7 +113,7 @@ class PopulationBased(_Rule, Policy):
 
 
 def exploit_explore(scores: np.ndarray, values: dict[str, np.ndarray],
-                    choices: dict[str, np.ndarray], rule: Any,
+                    choices: dict[str, np.ndarray], rule: PopulationBased,
                     rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One round of exploit/explore over n members (pure: numpy in, numpy out).
 
@@ -163,7 +167,7 @@ def exploit_explore(scores: np.ndarray, values: dict[str, np.ndarray],
 def population_based(interval: int, *, fraction: float = 0.25,
                      perturb: tuple[float, ...] = (0.8, 1.25), resample: float = 0.25,
                      by: str = "loss", mode: str = "min", burn_in: int = 0,
-                     axes: Any = None, seed: int = 0) -> PopulationBased:
+                     axes: str | Iterable[str] | None = None, seed: int = 0) -> PopulationBased:
     r"""Population-based training inside the sweep: the members' hyperparameters become
     trajectories (e.g. an LR schedule) discovered while training, with no extra process.
 

@@ -5,7 +5,7 @@ given the functions that made the run (the run's own task rebuilds them)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -19,10 +19,17 @@ from jaxlr._sweep.grid import Grid
 from jaxlr._sweep.member import Program, blowup_rule, state
 from jaxlr._sweep.models import adapt
 
+if TYPE_CHECKING:
+    import os
 
-def final_state(directory: Any, init: Any, loss_fn: Callable, optimizer: Callable, grid: Grid,
-                *, steps: int, chunk_size: int, pruned: bool,
-                divergence_factor: float = DIVERGENCE_FACTOR) -> tuple[Any, Callable]:
+    import chex
+    from flax import nnx
+
+
+def final_state(directory: str | os.PathLike,
+                init: Callable[[jax.Array], chex.ArrayTree] | nnx.Module, loss_fn: Callable,
+                optimizer: Callable, grid: Grid, *, steps: int, chunk_size: int, pruned: bool,
+                divergence_factor: float = DIVERGENCE_FACTOR) -> tuple[chex.ArrayTree, Callable]:
     """The trained ``(params, rest)`` [M, ...] of a finished sweep checkpointed in
     ``directory`` (with ``chunk_size``), and the function assembling one member's model.
 
@@ -34,7 +41,7 @@ def final_state(directory: Any, init: Any, loss_fn: Callable, optimizer: Callabl
     cols = {k: v for k, v in grid.columns.items() if v.dtype.kind not in "US"}
     cols.setdefault("seed", np.zeros(len(grid), np.int32))
 
-    def carry_like(opt: Callable, first: int) -> Any:
+    def carry_like(opt: Callable, first: int) -> chex.ArrayTree:
         program = Program(model, opt, steps, rule)
         return jax.eval_shape(jax.vmap(program.init),
                               {k: jnp.asarray(v[first:first + 1]) for k, v in cols.items()})

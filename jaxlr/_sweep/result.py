@@ -9,7 +9,7 @@ same arrays; its pieces with logic of their own already live beside it (``compar
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import numpy as np
@@ -18,6 +18,15 @@ from jaxlr._sweep.compare import compare, format_comparison
 from jaxlr._sweep.curves import tail_mean
 from jaxlr._sweep.grid import LR_AXES, Grid
 from jaxlr._sweep.lineage import Segment, lineage, trajectory
+
+if TYPE_CHECKING:
+    import os
+
+    import chex
+    import optax
+    from flax import nnx
+
+    from jaxlr._sweep.compare import Comparison
 
 
 class Best(NamedTuple):
@@ -46,7 +55,7 @@ class Best(NamedTuple):
     hparams: dict  # that member's hyperparameters (without "seed" over seeds)
     value: float  # the metric (mean over seeds when ranked over seeds)
     std: float  # its standard deviation over seeds (0.0 for a single member)
-    params: Any  # the trained params / model of member ``index``
+    params: chex.ArrayTree | nnx.Module | None  # the trained params / model of member ``index``
 
     def __repr__(self) -> str:
         """One line: the params are summarised by their type and size, not printed."""
@@ -97,8 +106,11 @@ class SweepResult:
     """
 
     def __init__(self, *, grid: Grid, loss, lr, eval, eval_aux, eval_steps, diverged,
-                 diverged_at, state: Any = None, assemble: Callable[[Any, Any], Any] | None = None,
-                 pruned_at=None, load_state: Callable[[], tuple[Any, Callable]] | None = None,
+                 diverged_at, state: chex.ArrayTree | None = None,
+                 assemble: Callable[[optax.Params, chex.ArrayTree],
+                                    chex.ArrayTree | nnx.Module] | None = None,
+                 pruned_at=None,
+                 load_state: Callable[[], tuple[chex.ArrayTree, Callable]] | None = None,
                  history: dict[str, np.ndarray] | None = None):
         self.grid = grid
         self.hparams = dict(grid.columns)
@@ -336,7 +348,7 @@ class SweepResult:
         return Best(i, hp, float(sign * means[g]), float(np.std(score[idx])),
                     self._params_or_none(i))
 
-    def _params_or_none(self, i: int) -> Any:
+    def _params_or_none(self, i: int) -> chex.ArrayTree | nnx.Module | None:
         try:
             return self.params(i)
         except ValueError:  # no trained state (e.g. a loaded run without a checkpoint)
@@ -372,7 +384,7 @@ class SweepResult:
             groups.setdefault(key, []).append(i)
         return {k: np.asarray(v) for k, v in groups.items()}
 
-    def stacked(self) -> tuple[Any, Any]:
+    def stacked(self) -> tuple[optax.Params, chex.ArrayTree]:
         """Every member's trained state, stacked on the member axis, as the sweep left it.
 
         Returns:
@@ -405,7 +417,7 @@ class SweepResult:
         m = len(self)  # the sweep pads the member axis to a multiple of the device count
         return jax.tree.map(lambda x: x if x.shape[0] == m else x[:m], self._state)
 
-    def params(self, i: int) -> Any:
+    def params(self, i: int) -> chex.ArrayTree | nnx.Module:
         """The trained params (or NNX module / linen variables) of member ``i``, usable as an
         ordinary model (a diverged member's last good state)."""
         if not 0 <= i < len(self):
@@ -439,7 +451,7 @@ class SweepResult:
         return _records.result_table(self)
 
     def compare(self, axis: str = "optimizer", by: str | None = None, mode: str = "min",
-                text: bool = False) -> Any:
+                text: bool = False) -> list[Comparison] | str:
         r"""Each category of ``axis`` side by side: tuned optimizers and LR-free methods.
 
         Per category (e.g. each optimizer of ``grid(optimizer=[...], lr=[...])``): its best
@@ -504,7 +516,7 @@ class SweepResult:
             out.update({f"eval_{k}": v for k, v in self.eval_aux.items()})
         return out
 
-    def save(self, directory: Any) -> dict[str, Any]:
+    def save(self, directory: str | os.PathLike) -> dict[str, Any]:
         """Write ``results.npz`` (every curve, evaluation and divergence; no trained params)
         and ``summary.json`` (the table rows, the best setting, each member's diagnosis) into
         ``directory``, plus ``sweep.png`` when matplotlib is installed; read it back with
@@ -560,7 +572,7 @@ class SweepResult:
         return lr_sensitivity(self, by=by, within=within, level=level, n_boot=n_boot, seed=seed)
 
 
-def _summary(params: Any) -> str:
+def _summary(params: chex.ArrayTree | nnx.Module | None) -> str:
     """``<type: n leaves, k values>`` of a params pytree or model (None stays None)."""
     if params is None:
         return "None"

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    import chex
+    import jax
+    from flax import nnx
 
 
 class Task(NamedTuple):
@@ -37,7 +42,7 @@ class Task(NamedTuple):
         {'lr': 0.5}
     """
 
-    init: Callable | Any
+    init: Callable[[jax.Array], chex.ArrayTree] | nnx.Module
     loss_fn: Callable
-    data: Any
-    eval_data: Any = None
+    data: chex.ArrayTree
+    eval_data: chex.ArrayTree | None = None
