@@ -197,12 +197,15 @@ def test_tree_finite_flags_any_nonfinite_value_in_any_leaf(via_dot):
     ignored; finite values whose sum overflows float32 (15 x 3e38) are not flagged."""
     tree = {"w": jnp.full((3, 5), 3e38, jnp.float32), "b": jnp.arange(4.0, dtype=jnp.bfloat16),
             "n": jnp.arange(3),
-            # a leaf of OWN_DOT values or more: on CPU it gets a dot of its own
-            "big": jnp.full((_member.OWN_DOT + 7,), -3e38, jnp.float32)}
+            # leaves of OWN_DOT values or more: on CPU each gets a dot of its own
+            "big": jnp.full((_member.OWN_DOT + 7,), -3e38, jnp.float32),
+            "mat": jnp.full((40, 33), 3e38, jnp.float32),
+            "even": jnp.full((2048,), -3e38, jnp.float32)}
     check = jax.jit(lambda t: _member.tree_finite(t, via_dot))
     assert bool(_member.tree_finite(tree, via_dot)) and bool(check(tree))
     for leaf, where in (("w", (2, 4)), ("w", (0, 0)), ("b", (1,)), ("big", (0,)),
-                        ("big", (_member.OWN_DOT + 6,))):
+                        ("big", (_member.OWN_DOT + 6,)), ("mat", (0, 0)), ("mat", (39, 32)),
+                        ("mat", (17, 5)), ("even", (0,)), ("even", (2047,)), ("even", (1000,))):
         for bad in (jnp.nan, jnp.inf, -jnp.inf):
             t = {**tree, leaf: tree[leaf].at[where].set(bad)}
             assert not bool(_member.tree_finite(t, via_dot)) and not bool(check(t)), (leaf, bad)
@@ -210,6 +213,12 @@ def test_tree_finite_flags_any_nonfinite_value_in_any_leaf(via_dot):
     batch["w"] = batch["w"].at[1, 0, 3].set(jnp.nan)
     flags = jax.vmap(lambda t: _member.tree_finite(t, via_dot))(batch)
     assert flags.tolist() == [True, False, True]
+    # one member (a vmapped axis of 1): XLA rewrites the dots into reductions
+    for leaf, where in (("mat", (39, 32)), ("even", (1000,)), ("big", (3,))):
+        one = jax.tree.map(lambda x: x[None], {**tree, leaf: tree[leaf].at[where].set(jnp.inf)})
+        checked = jax.jit(jax.vmap(lambda t: _member.tree_finite(t, via_dot)))
+        assert checked(one).tolist() == [False], leaf
+        assert checked(jax.tree.map(lambda x: x[None], tree)).tolist() == [True]
     assert bool(_member.tree_finite({"n": jnp.arange(3)}, via_dot))  # no float leaf
 
 
