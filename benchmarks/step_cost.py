@@ -24,7 +24,10 @@ during the timed calls / wall time (Linux ``/proc/stat``), the noise from the ma
 Run: ``python benchmarks/step_cost.py`` (M in {1, 16, 32}, S = 100 and 400, 5 repetitions, 20
 at M=1: ~4 minutes on 2 idle CPU cores, longer on a loaded machine), ``--big`` adds M = 128
 (~5 minutes more), ``--quick`` is a smoke test (~1 minute, numbers meaningless);
-``--members``, ``--steps``, ``--reps`` override.
+``--members``, ``--steps``, ``--reps`` override. ``--one-core`` runs everything on one CPU core
+with one XLA thread (``taskset`` and ``--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1``): on the 2-core VM this halves the spread of the paired ratios
+(run 6), since neither program's thread pool then meets the other core's interruptions.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import os
 import platform
 import resource
 import statistics
+import sys
 import time
 from collections.abc import Callable
 
@@ -48,6 +52,7 @@ import jaxlr
 SIZES = (64, 128, 128, 10)
 BATCH = 128
 VARIANTS = ("jaxlr", "table", "randint")
+ONE_CORE = "JAXLR_STEP_COST_ONE_CORE"  # set in the re-executed process of --one-core
 
 
 def load_data() -> tuple[np.ndarray, np.ndarray]:
@@ -258,7 +263,15 @@ def main(argv: list[str] | None = None) -> int:
                     "a smaller M gets up to 4 times as many)")
     ap.add_argument("--quick", action="store_true", help="smoke test: M in {1, 4}, 10 and 30 "
                     "steps, 2 repetitions (numbers meaningless)")
+    ap.add_argument("--one-core", action="store_true", help="run on one CPU core with one "
+                    "XLA thread (re-executes this script so the settings apply from the start)")
     args = ap.parse_args(argv)
+    if args.one_core and os.environ.get(ONE_CORE) != "1":
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env = {**os.environ, ONE_CORE: "1",
+               "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()}
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})  # inherited through exec
+        os.execve(sys.executable, [sys.executable, __file__, *(argv or sys.argv[1:])], env)
     members = [int(m) for m in args.members.split(",")] + ([128] if args.big else [])
     steps = tuple(int(s) for s in args.steps.split(","))
     reps = args.reps
@@ -274,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(f"- machine: {platform.platform()}; os.cpu_count()={os.cpu_count()}; load average "
           f"at start {load}")
+    if os.environ.get(ONE_CORE) == "1":
+        print(f"- one core: CPU {sorted(os.sched_getaffinity(0))}, XLA_FLAGS="
+              f"{os.environ.get('XLA_FLAGS')!r}")
     print(f"- jax {jax.__version__} (backend {jax.default_backend()}), optax {optax.__version__}, "
           f"jaxlr {jaxlr.__version__}")
     print(f"- MLP 64-128-128-10 on digits, adam, batch {BATCH}; steps {steps[0]} and {steps[1]}",
