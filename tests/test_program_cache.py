@@ -290,3 +290,33 @@ def test_a_repeated_chunked_sweep_compiles_nothing(compiles, kw, tmp_path):
     again = jaxlr.sweep(*args, steps=STEPS, batch_size=8, progress=False, **kw)
     assert dict(compiles) == {}
     np.testing.assert_array_equal(again.loss, first.loss)
+
+
+def test_the_program_key_sees_every_constant_and_no_source_location():
+    """``program_key`` (the executable cache's key: MLIR bytecode without debug info) differs
+    when one value of a large embedded constant differs (200,000 floats: far past any text
+    elision limit), or a dtype or shape does; it is the same for one function defined at
+    another source line (the locations are stripped from a copy: the lowered program keeps
+    them)."""
+    big = np.arange(200_000, dtype=np.float32)
+    other = big.copy()
+    other[123_457] += 1.0
+
+    def closing_over(c):
+        return jax.jit(lambda x: x * jnp.asarray(c)).lower(jnp.ones(200_000, jnp.float32))
+
+    key = compiled.program_key
+    assert key(closing_over(big)) == key(closing_over(big.copy()))
+    assert key(closing_over(big)) != key(closing_over(other))
+    f = jax.jit(lambda x: jnp.sin(x) * 2.0)
+    assert key(f.lower(jnp.ones(3, jnp.float32))) != key(f.lower(jnp.ones(4, jnp.float32)))
+    assert key(f.lower(jnp.ones(3, jnp.float32))) != key(f.lower(jnp.ones(3, jnp.int32)))
+    src = "def g(x):\n    return jnp.sin(x) * 2.0\n"
+    lowered = []
+    for blank_lines in (0, 7):
+        ns = {"jnp": jnp}
+        exec(compile("\n" * blank_lines + src, "cell.py", "exec"), ns)
+        lowered.append(jax.jit(ns["g"]).lower(jnp.ones(3, jnp.float32)))
+    assert key(lowered[0]) == key(lowered[1])
+    with_locations = [low.as_text(debug_info=True) for low in lowered]
+    assert '"cell.py":2' in with_locations[0] and '"cell.py":9' in with_locations[1]
