@@ -191,6 +191,16 @@ def population_based(interval: int, *, fraction: float = 0.25,
     lineage is exactly a run with the LR trajectory it followed). ``SweepResult.lineage(i)``
     and ``SweepResult.schedule(i)`` give slot i's ancestry and the trajectory it followed.
 
+    When it helps: PBT learns a schedule, so it beats the grid of its starting points where
+    some schedule beats the best constant value, and can lose where none does. Its rounds are
+    greedy: early on they copy the members that are best *now*, the fast learners, a short
+    horizon. ``benchmarks/pbt.py`` measures both (best held-out loss, PBT / grid, four
+    seeds): the digits MLP with SGD at 500 steps, where cosine decay from the grid's LRs
+    beats the best constant, 0.77-0.93; noisy least squares 0.99; the same MLP with Adam at
+    1,500 steps, which overfits and where no decay beats the best constant, 1.00-1.08. To
+    check a task first, sweep the grid's values as the peaks of a decay (e.g.
+    ``optax.cosine_decay_schedule``) beside the constants.
+
     Args:
         interval: steps between rounds (> 0); ``chunk_size`` must divide it (the default does).
         fraction: the quantile, in (0, 0.5].
