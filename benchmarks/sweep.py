@@ -27,7 +27,9 @@ call's wall time, and its first call in a process is not timed when there are ot
 persistent compilation cache, a fresh directory per process, is also on); the baselines are
 compiled with ``jit(...).lower(...).compile()`` (naive: first call minus a steady call)
 before timing. Everything else a sweep call does (moving the data, initialising the
-members, computing the batches' shuffles on device, fetching the curves) is timed.
+members, fetching the curves) is timed; the batches' shuffles (the batch-index table) are
+computed on device by the first call and kept for later calls with the same seeds and steps
+(``compiled.BatchTable``), as the expert computes its index table once, before its timer.
 Each (workload, M) runs in its own subprocess (``--variant JSON``) with its variants
 alternating call by call; jaxlr/expert ratios are medians of back-to-back pairs. Peak RSS is
 per variant (VmHWM, reset through /proc/self/clear_refs before each call; process-wide).

@@ -240,3 +240,29 @@ def test_a_negative_traced_lr_at_step_0_is_refused_naming_the_member():
 
 
 DATA_NEG = (np.ones((16, 4), np.float32), np.ones(16, np.float32))
+
+
+def test_the_step_0_lr_program_runs_only_when_an_optimizer_keeps_a_jaxlr_lr(compiles):
+    """An optax optimizer keeps no jaxlr LR: nothing to check, so no step-0 LR program is
+    compiled (nor run); a jaxlr optimizer's is. In a categorical grid whose first category is
+    optax's, a negative LR of the second category is still refused, naming its member."""
+    init = lambda key: {"w": jnp.zeros(4, jnp.float32)}  # noqa: E731
+    jaxlr.clear_caches()
+
+    def run(opt, g=None):
+        g = jaxlr.grid(lr=[0.05, 0.1]) if g is None else g
+        return jaxlr.sweep(init, mse4, DATA_NEG, opt, g, steps=3, batch_size=8, progress=False)
+
+    run(lambda hp: optax.sgd(hp["lr"]))
+    assert compiles["jit(initial_lr)"] == 0 and compiles["jit(run_whole)"] == 1
+    run(lambda hp: jaxlr.sgd(hp["lr"]))
+    assert compiles["jit(initial_lr)"] == 1
+    opts = {"optax": lambda lr: optax.sgd(lr), "jaxlr": lambda lr: jaxlr.sgd(-lr)}
+    with pytest.raises(ValueError, match=r"negative learning rate at step 0 for member 1 "
+                                         r"\{'optimizer': 'jaxlr', 'lr': 0\.1\} -> -0\.1"):
+        run(lambda hp: opts[hp["optimizer"]](hp["lr"]),
+            jaxlr.grid(optimizer=["optax", "jaxlr"], lr=[0.1]))
+
+
+def mse4(params, batch):
+    return jnp.mean((batch[0] @ params["w"] - batch[1]) ** 2)

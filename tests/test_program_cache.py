@@ -212,11 +212,89 @@ def test_batch_index_program_is_cached_on_static_values_only():
     first = compiled.batch_table(5, 32, 8, place)
     assert compiled.batch_table(5, 32, 8, place) is first  # cached
     assert compiled.batch_table(5, 33, 8, place) is not first  # another n: another program
-    for seeds, t0 in (([0, 1], 0), ([3], 5), ([7, 2, 9], 35)):
-        seeds = jnp.asarray(seeds, jnp.int32)
-        got = first(seeds, np.int32(t0))
-        want = jax.jit(batch_indices, static_argnums=(2, 3, 4))(seeds, jnp.int32(t0), 5, 32, 8)
+    compiled.clear_caches()
+    for seeds, t0 in (([0, 1], 0), ([3], 5), ([7, 2, 9], 35), ([0, 1], 5), ([0, 2], 0),
+                      ([0, 1], 0)):
+        host = np.asarray(seeds, np.int32)
+        got = first(jnp.asarray(host), np.int32(t0), host)
+        want = jax.jit(batch_indices, static_argnums=(2, 3, 4))(
+            jnp.asarray(host), jnp.int32(t0), 5, 32, 8)
         np.testing.assert_array_equal(got, want)
+
+
+def test_batch_index_tables_are_kept_by_seed_values_and_start_within_a_budget(monkeypatch):
+    """A repeated call with the same seeds' values and first step gets the table kept from the
+    earlier call (its program does not run again); other seeds, another start or another
+    program compute their own; the least recently used table goes when the kept ones would
+    exceed the budget, and a table over the budget is never kept."""
+    place = placement.Placement(jax.local_devices()[:1])
+    compiled.clear_caches()
+    table = compiled.batch_table(5, 32, 8, place)  # each table: 2 x 5 x 8 int32 = 320 bytes
+    runs = []
+    jitted = table.jitted
+    monkeypatch.setattr(table, "jitted", lambda s, t: runs.append(1) or jitted(s, t))
+    a, b = np.asarray([0, 1], np.int32), np.asarray([0, 2], np.int32)
+    first = table(jnp.asarray(a), np.int32(0), a)
+    assert table(jnp.asarray(a), np.int32(0), a.copy()) is first and len(runs) == 1
+    table(jnp.asarray(b), np.int32(0), b)
+    table(jnp.asarray(a), np.int32(5), a)
+    assert len(runs) == 3
+    other = compiled.batch_table(5, 33, 8, place)  # another n: its own table
+    assert not np.array_equal(other(jnp.asarray(a), np.int32(0), a), first)
+    monkeypatch.setattr(compiled, "KEEP_TABLE_BYTES", 3 * 320)  # room for three
+    table(jnp.asarray(a), np.int32(0), a)  # kept, now the most recently used
+    table(jnp.asarray(a), np.int32(10), a)  # a fourth: (b, 0) goes, the least recently used
+    assert len(runs) == 4
+    table(jnp.asarray(a), np.int32(0), a)
+    assert len(runs) == 4
+    table(jnp.asarray(b), np.int32(0), b)
+    assert len(runs) == 5
+    monkeypatch.setattr(compiled, "KEEP_TABLE_BYTES", 319)  # smaller than one table
+    table(jnp.asarray(b), np.int32(15), b)
+    table(jnp.asarray(b), np.int32(15), b)
+    assert len(runs) == 7
+
+
+class Counting:
+    """A jitted function whose calls are counted (``eval_shape`` passes through)."""
+
+    def __init__(self, jitted, runs):
+        self.jitted, self.runs, self.eval_shape = jitted, runs, jitted.eval_shape
+
+    def __call__(self, *args):
+        self.runs.append(1)
+        return self.jitted(*args)
+
+
+def test_a_repeated_sweep_reuses_its_batch_table_and_trains_the_same(compiles):
+    """The second of two identical sweeps runs neither a compile nor the batch-index program,
+    and its curves are bit-identical to the first's; with other seeds it computes the table
+    of those seeds (a sweep with those seeds alone, after clearing every cache, agrees)."""
+    jaxlr.clear_caches()
+    g = jaxlr.grid(lr=[LR], seed=[0, 1])
+    first = jaxlr.sweep(init_linear, mse, DATA, lambda hp: jaxlr.sgd(hp["lr"]), g,
+                        steps=STEPS, batch_size=8, progress=False)
+    compiles.clear()
+    runs = []
+    table = compiled.batch_table(STEPS, 32, 8, placement.Placement(None))  # the sweep's
+    jitted = table.jitted
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(table, "jitted", Counting(jitted, runs))
+        again = jaxlr.sweep(init_linear, mse, DATA, lambda hp: jaxlr.sgd(hp["lr"]), g,
+                            steps=STEPS, batch_size=8, progress=False)
+    assert dict(compiles) == {} and runs == []
+    assert len(compiled._TABLES) == 1
+    np.testing.assert_array_equal(again.loss, first.loss)
+    other = jaxlr.grid(lr=[LR], seed=[2, 3])
+    got = jaxlr.sweep(init_linear, mse, DATA, lambda hp: jaxlr.sgd(hp["lr"]), other,
+                      steps=STEPS, batch_size=8, progress=False)
+    assert len(compiled._TABLES) == 2
+    jaxlr.clear_caches()
+    assert len(compiled._TABLES) == 0
+    fresh = jaxlr.sweep(init_linear, mse, DATA, lambda hp: jaxlr.sgd(hp["lr"]), other,
+                        steps=STEPS, batch_size=8, progress=False)
+    np.testing.assert_array_equal(got.loss, fresh.loss)
+    assert not np.array_equal(got.loss, first.loss)
 
 
 def test_sweeps_share_the_batch_index_program(monkeypatch):

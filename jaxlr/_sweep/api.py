@@ -219,9 +219,11 @@ def sweep(
     fns = build(init, loss_fn, optimizer, plan, place, inputs.sample_batch, inputs.eval_data)
     if policy is not None:
         check_policy(policy, plan.k, eval_data, plan.eval_every, fns.aux_names)
-    first_lr = compile_cached(fns.initial_lr.lower(inputs.hp), place.devices)
-    checks.initial_lrs(plan.rows(len(place.devices)).by_member(
-        place.fetch(first_lr(inputs.hp))), plan.grid)
+    first_lr = fns.initial_lr.trace(inputs.hp)
+    if first_lr.out_info is not None:  # None: no optimizer keeps a jaxlr LR, nothing to check
+        first_lr = compile_cached(first_lr.lower(), place.devices)
+        checks.initial_lrs(plan.rows(len(place.devices)).by_member(
+            place.fetch(first_lr(inputs.hp))), plan.grid)
     fns, lowered = _fits(plan, fns, place, inputs)
     live = None if records is None else records.LiveTensorBoard(
         log_dir, plan.grid, steps, inputs.eval_data is not None, fns.aux_names)

@@ -118,7 +118,8 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
         sizes = [r for p in policies for r in p.batch_sizes(plan.grid, steps, n_dev)
                  if r != m_rows]
         compile_ahead(fns, sizes, (carry, hp, np.int32(0), inputs.data,
-                                   fns.batch_table(inputs.seeds, np.int32(0)), seed_pos),
+                                   fns.batch_table(inputs.seeds, np.int32(0), plan.seeds),
+                                   seed_pos),
                       place.by_member, place.devices)
     # when a policy may stop members, ``store`` keeps every member's final state, row m =
     # member m: a member that stops (e.g. pruned) is written there when it stops, the others
@@ -170,7 +171,7 @@ def run(plan: Plan, fns: Functions, place: Placement, inputs: Inputs, lowered: l
         t0 = c * k
         t_end = min(t0 + k, steps)
         if plan.in_memory:  # the chunk's batch indices per seed, by a program of their own
-            xs, table = inputs.data, fns.batch_table(inputs.seeds, np.int32(t0))
+            xs, table = inputs.data, fns.batch_table(inputs.seeds, np.int32(t0), plan.seeds)
         else:
             xs = place.put(stack_batches(plan.batches, k, steps - t0), place.replicated)
             table = None

@@ -133,14 +133,15 @@ class Program:
 
         return checks.program(self, hp, batch, eval_data)
 
-    def initial_lr(self, hp: dict) -> jax.Array:
-        """The LR ``optimizer(hp)`` gives its first update (NaN when its state has no jaxlr LR):
-        the optimizer initialised on zeros shaped like the parameters (XLA keeps only the LR's
+    def initial_lr(self, hp: dict) -> jax.Array | None:
+        """The LR ``optimizer(hp)`` gives its first update, or None when its state has no
+        jaxlr LR (an optax optimizer: nothing to check, decided while tracing): the optimizer
+        initialised on zeros shaped like the parameters (XLA keeps only the LR's
         computation)."""
         like = jax.eval_shape(lambda: self.model.init(jax.random.key(0), hp["seed"])[0])
         params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), like)
         lr = lr_or_none(self.transform(hp).init(params))
-        return jnp.float32(jnp.nan) if lr is None else jnp.asarray(lr, jnp.float32)
+        return None if lr is None else jnp.asarray(lr, jnp.float32)
 
     def init(self, hp: dict) -> Carry:
         params, rest = self.model.init(jax.random.key(hp["seed"]), hp["seed"])
