@@ -16,7 +16,7 @@ JAX is configured lazily: on a CPU with several cores, unless ``XLA_FLAGS`` is s
 split into one XLA device per core before the backend starts, and the members are sharded
 over them.
 
-Why one file of ~450 lines: the parser, the devices and the four commands share the
+Why one file of ~530 lines: the parser, the devices and the four commands share the
 run-directory steps (start, finish, report); the settings and what they build live in
 ``tasks.py``.
 """

@@ -5,7 +5,7 @@ Settings come from the command line (:func:`resolve`), become a grid of the swep
 ``optimizer(hp)`` reading every swept value from the traced ``hp`` so that the grid compiles
 once.
 
-Why one file of ~490 lines: the settings (parsed and checked) and the datasets, models,
+Why one file of ~690 lines: the settings (parsed and checked) and the datasets, models,
 schedules and optimizers they select, each a few lines; splitting would scatter one table.
 """
 

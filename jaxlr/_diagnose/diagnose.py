@@ -4,7 +4,7 @@ Pure numpy over all curves at once (the rules are array expressions, no Python l
 only the per-member strings are built in Python. The rules and their thresholds are the module
 constants below, documented in :func:`diagnose` and measured by ``tests/test_diagnose.py``.
 
-Why one file of ~800 lines: the labels' rules share their curve statistics and the sweep
+Why one file of ~920 lines: the labels' rules share their curve statistics and the sweep
 context; half of the file is the documented rules and thresholds with their evidence. The
 held-out side (``heldout.py``) and the LR sensitivity (``sensitivity.py``) are files of their
 own.

@@ -8,7 +8,7 @@ the zero-lag smoothing, the three rules and the default suggestion (and the same
 :meth:`FinderResult.from_curves`). The default was calibrated on a truth set of real tasks
 (``benchmarks/finder_truth.py``: the dense sweep's best LR at 400 steps).
 
-Why one file of ~600 lines: the result, the stop rule (in-program and numpy, kept together
+Why one file of ~690 lines: the result, the stop rule (in-program and numpy, kept together
 so they cannot drift apart), the smoothing and the suggestion rules are one concept.
 """
 

@@ -12,7 +12,7 @@ Learning-rate values (``value``, ``init_value``, ``peak_value``, ``end_value``, 
 rate would train by gradient ascent, silently (optax and torch accept it). The output is float32
 and the step may be any int or float (int64 under ``jax_enable_x64`` included).
 
-Why one file of ~650 lines: fifteen schedules, each a short function with its docstring (the
+Why one file of ~710 lines: fifteen schedules, each a short function with its docstring (the
 maths, its reference, an example); they share the traced-argument checks at the top.
 """
 

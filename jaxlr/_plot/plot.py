@@ -5,7 +5,7 @@ its object API is used (``matplotlib.figure.Figure``; no pyplot state, no curren
 figures render headless, in threads and in notebooks alike. Each function returns the
 ``Figure`` and, given ``path``, saves it as PNG.
 
-Why one file of ~450 lines: the sweep figure and the finder figure share their axes, colour
+Why one file of ~650 lines: the sweep figure and the finder figure share their axes, colour
 and legend helpers; each panel is a small function.
 """
 

@@ -25,7 +25,7 @@ The ``jaxlr`` command writes only into a new or empty directory (or refuses a ja
 directory with the command that continues it): a user's own ``summary.json`` is never
 overwritten. Paths in the hints it prints are shell-quoted, ready to paste.
 
-Why one file of ~680 lines: a run directory's files (config, environment, results,
+Why one file of ~900 lines: a run directory's files (config, environment, results,
 summary, figures) are written and read back by the same functions; the TensorBoard export
 is its own module.
 """

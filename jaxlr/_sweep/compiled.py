@@ -2,9 +2,11 @@
 jitted with the member sharding, and the small programs around it (batch indices, row moves).
 
 Every call builds them afresh from the user's functions as they are now (see :func:`build`);
-only the batch-index program, which depends on static integers alone, is shared across calls.
+only the batch-index program, which depends on static integers alone, is shared across calls,
+with the tables it computed for recent calls (:class:`BatchTable`: keyed on those integers, the
+seeds' values and the first step, which is all a table depends on).
 
-Why one file of ~410 lines: the cache of executables, the dispatch to them and the functions
+Why one file of ~500 lines: the cache of executables, the dispatch to them and the functions
 they compile (one category or a block per category, the row moves) are one concern: what
 program runs, and proof that it is the current one.
 """

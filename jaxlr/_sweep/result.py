@@ -1,6 +1,6 @@
 """The result of a sweep: curves, divergence, the best member, trained models.
 
-Why one file of ~560 lines: ``SweepResult`` is one public class whose methods (best, per-setting
+Why one file of ~580 lines: ``SweepResult`` is one public class whose methods (best, per-setting
 views, params, lineage and schedule, the lazy façades to records, plot and diagnose) read the
 same arrays; its pieces with logic of their own already live beside it (``compare.py``,
 ``lineage.py``, ``curves.py``).
