@@ -40,7 +40,9 @@ default), alternating, in the same process.
 
 Run: ``python benchmarks/sweep.py`` (full, ~22 minutes on 2 CPU cores, estimated) or ``--quick`` (a
 smoke test: 20 steps, M in {1, 4}, measured in this process except (c) and the one-thread
-sgemm). Record the printed tables in ``benchmarks/README.md`` with the machine and the date.
+sgemm). ``--cases mlp:1,logreg:64`` measures a subset; ``--one-core`` runs everything on one
+CPU core with one XLA thread (on a 2-core VM the paired ratios spread about half as much), and
+skips (c). Record the printed tables in ``benchmarks/README.md`` with the machine and the date.
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ COMPILE_EVENTS = (
     "/jax/core/compile/backend_compile_duration",
 )
 SCRIPT = Path(__file__).resolve()
+ONE_CORE = "JAXLR_SWEEP_ONE_CORE"  # set in the re-executed process of --one-core
 
 
 # --------------------------------------------------------------------------- workloads
@@ -650,7 +653,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default=None, metavar="MODEL:M,...",
                     help="measure only these cases of the plan, e.g. mlp:1,mlp:128,logreg:64 "
                          "(the compile and chunk reports need mlp:1, mlp:128 and mlp:8)")
+    ap.add_argument("--one-core", action="store_true",
+                    help="run on one CPU core with one XLA thread (re-executes this script; "
+                         "the cores report (c) is skipped)")
     args = ap.parse_args(argv)
+    if args.one_core and os.environ.get(ONE_CORE) != "1":
+        flags = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        env = {**os.environ, ONE_CORE: "1",
+               "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {flags}".strip()}
+        os.sched_setaffinity(0, {max(os.sched_getaffinity(0))})  # inherited by every child
+        os.execve(sys.executable, [sys.executable, __file__, *(argv or sys.argv[1:])], env)
     if args.variant:
         print("RESULT " + json.dumps(measure(json.loads(args.variant))), flush=True)
         return 0
@@ -690,6 +702,10 @@ def main(argv: list[str] | None = None) -> int:
     cores = os.cpu_count() or 1
     many = f"{cores} devices"
     core_results = {}
+    if os.environ.get(ONE_CORE) == "1":
+        print(f"  one core: CPU {sorted(os.sched_getaffinity(0))}, XLA_FLAGS="
+              f"{os.environ.get('XLA_FLAGS')!r}; the cores report (c) is skipped", flush=True)
+        p["core_cases"] = []
     for m, reps in p["core_cases"]:
         spec = {"model": p["core_model"], "members": m, "steps": steps, "reps": reps,
                 "variants": [{"kind": "jaxlr", "label": "1 device", "n_devices": 1},

@@ -283,14 +283,16 @@ class BatchTable:
         """The table of ``seeds`` (on the devices) from step ``t0``; ``host_seeds`` are their
         values on the host, the key of a kept table."""
         key = (self.static, np.asarray(host_seeds).tobytes(), str(host_seeds.dtype), int(t0))
-        if key in _TABLES:
-            _TABLES.move_to_end(key)
-            return _TABLES[key]
+        with _LOCK:
+            if key in _TABLES:
+                _TABLES.move_to_end(key)
+                return _TABLES[key]
         table = self.jitted(seeds, t0)
         if table.nbytes <= KEEP_TABLE_BYTES:
-            _TABLES[key] = table
-            while sum(t.nbytes for t in _TABLES.values()) > KEEP_TABLE_BYTES:
-                _TABLES.popitem(last=False)
+            with _LOCK:
+                _TABLES[key] = table
+                while sum(t.nbytes for t in _TABLES.values()) > KEEP_TABLE_BYTES:
+                    _TABLES.popitem(last=False)
         return table
 
 
